@@ -1,0 +1,63 @@
+// The site config: one YAML file that aihubd and aihub-adapter each read their part of (see
+// configs/example.yaml for every key). Paths are relative to the config file's folder.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "config/rules.h"
+
+namespace aihub::config {
+
+enum class Mode { kOff, kSilent, kAssistive, kIntegrated };
+const char* ModeName(Mode m);                       // "off", ...
+std::optional<Mode> ParseMode(const std::string& s);
+
+struct Department {
+  std::string id;
+  Rule match;      // against tags, calling_ae, hl7_location
+};
+
+struct PluginSettings {
+  std::string id;
+  std::optional<Rule> match;                  // absent: the plugin's own default rules
+  std::map<std::string, Mode> modes;          // department id -> mode; key "default" for the rest
+  std::string config_json = "{}";             // the plugin's `config:` block as a JSON object
+  // Mode for a department: modes[dept], else modes["default"], else silent.
+  Mode ModeFor(const std::string& department) const;
+};
+
+struct HostSettings {
+  std::string grpc_listen = "127.0.0.1:50051";
+  std::string http_listen = "127.0.0.1:8080";
+  std::vector<std::string> adapters;
+  int workers = 1;                 // concurrent jobs
+  int job_max_attempts = 3;
+  int job_lease_seconds = 600;
+  int reload_poll_ms = 1000;       // plugin_dir poll interval (inotify wakes it sooner)
+};
+
+struct SiteConfig {
+  std::filesystem::path source;    // the file it came from ("" for the embedded default)
+  std::filesystem::path state_dir; // absolute
+  std::filesystem::path plugin_dir;// absolute
+  HostSettings host;
+  std::vector<Department> departments;
+  std::vector<PluginSettings> plugins;
+
+  const PluginSettings* FindPlugin(const std::string& id) const;
+  // First department whose match succeeds, else "default".
+  std::string DepartmentFor(const TagSource& source) const;
+};
+
+// Loads and validates a config file. Errors read "FILE:LINE:COLUMN: what is wrong".
+StatusOr<SiteConfig> LoadSiteConfig(const std::filesystem::path& path);
+// Parses config text; relative paths resolve against `base_dir`; `name` is used in error messages.
+StatusOr<SiteConfig> ParseSiteConfig(const std::string& text, const std::filesystem::path& base_dir,
+                                     const std::string& name);
+
+}  // namespace aihub::config

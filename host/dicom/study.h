@@ -1,0 +1,117 @@
+// Study model: DICOM files grouped into studies and series, frames sorted in space, decoded on demand.
+//
+// Scanning reads headers only (parsing stops before PixelData), so a folder of thousands of slices is grouped
+// quickly and pixel data is decoded frame by frame when a plugin asks for it (read_frame), which keeps memory
+// bounded for large series and whole-slide images.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "aihub/plugin_api.h"
+#include "common/status.h"
+
+namespace aihub::dicom {
+
+// Tag values keyed by (group << 16 | element): every top-level element of the first instance that is text or
+// a number, rendered as DICOM text (multiple values joined with '\'), leading/trailing spaces trimmed.
+// Sequences, binary values and PixelData are not kept.
+using TagMap = std::map<uint32_t, std::string>;
+
+// Looks a tag up; nullptr when absent.
+const std::string* FindTag(const TagMap& tags, uint32_t tag);
+
+// Limits on untrusted input; a file or series over a limit is rejected with a clear reason.
+struct ScanLimits {
+  uint64_t max_files = 200000;            // files looked at in one scan
+  uint64_t max_file_bytes = 8ull << 30;   // one file
+  uint32_t max_rows = 65535;              // Rows and Columns are US in DICOM; 0 is rejected
+  uint32_t max_columns = 65535;
+  uint64_t max_frame_pixels = 1ull << 27; // rows * columns of one frame (128 Mpixel)
+  uint32_t max_frames_per_series = 1000000;
+};
+
+// Geometry of one frame; the same fields the plugin ABI exposes (aihub_frame_geometry).
+struct FrameGeometry {
+  uint32_t rows = 0;
+  uint32_t columns = 0;
+  uint32_t samples_per_pixel = 1;
+  uint32_t bits_allocated = 0;
+  uint32_t bits_stored = 0;
+  int32_t pixel_representation = 0;
+  aihub_photometric photometric = AIHUB_PHOTOMETRIC_UNKNOWN;
+  double pixel_spacing[2] = {0, 0};  // row spacing, column spacing (mm)
+  double slice_thickness = 0;
+  double position[3] = {0, 0, 0};
+  double orientation[6] = {1, 0, 0, 0, 1, 0};
+  bool has_position = false;
+  double rescale_slope = 1;
+  double rescale_intercept = 0;
+  double window_center = 0;
+  double window_width = 0;
+};
+
+struct Instance {
+  std::filesystem::path path;
+  std::string sop_class_uid;
+  std::string sop_instance_uid;
+  std::string transfer_syntax_uid;
+  int32_t instance_number = 0;
+  uint32_t number_of_frames = 1;
+};
+
+// One frame of a series, in sorted order.
+struct Frame {
+  uint32_t instance_index = 0;  // into Series::instances
+  uint32_t frame_number = 1;    // 1-based inside that instance
+  FrameGeometry geometry;
+};
+
+struct Series {
+  std::string series_instance_uid;
+  TagMap tags;                      // from the first instance (study-level tags included)
+  std::vector<Instance> instances;
+  std::vector<Frame> frames;        // sorted: along the slice normal for volumes, else instance/frame number
+  double spacing_between_slices = 0; // from sorted positions; 0 when the series is not a regular volume
+  // Non-empty when the series cannot be processed (inconsistent geometry, unsupported transfer syntax, ...):
+  // the reason. The rest of the study is still usable.
+  std::string error;
+};
+
+struct Study {
+  std::string study_instance_uid;
+  TagMap tags;                      // from the first instance of the first series
+  std::vector<Series> series;
+};
+
+// A file that could not be used, and why ("not a DICOM file", "truncated", "missing StudyInstanceUID", ...).
+struct RejectedFile {
+  std::filesystem::path path;
+  std::string reason;
+};
+
+struct ScanResult {
+  std::vector<Study> studies;       // ordered by StudyInstanceUID
+  std::vector<RejectedFile> rejected;
+};
+
+// Scans `dir` recursively. Never throws for bad files: they land in `rejected`.
+StatusOr<ScanResult> ScanDirectory(const std::filesystem::path& dir, const ScanLimits& limits = {});
+// Groups the given files (e.g. one study folder from a spool) the same way.
+ScanResult ScanFiles(const std::vector<std::filesystem::path>& files, const ScanLimits& limits = {});
+
+// Registers DCMTK's decompression codecs (JPEG baseline/extended/lossless, JPEG-LS, RLE) once per process.
+void RegisterCodecs();
+
+// Decodes one sorted frame of `series` into `buffer`:
+//  AIHUB_PIXEL_FLOAT32_MODALITY: rows*columns floats, stored value * slope + intercept (monochrome only);
+//  AIHUB_PIXEL_RGB8: rows*columns*3 bytes (colour frames; monochrome frames are refused).
+// Errors: INVALID_ARGUMENT (index, buffer size), FAILED_PRECONDITION (format does not suit the frame),
+// UNIMPLEMENTED (transfer syntax without a codec), DATA_LOSS (missing/truncated/corrupt pixel data).
+Status ReadFrame(const Series& series, uint32_t frame_index, aihub_pixel_format format, void* buffer,
+                 uint64_t buffer_size);
+
+}  // namespace aihub::dicom
