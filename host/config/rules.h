@@ -11,6 +11,13 @@
 //   {exists: true}    present and non-empty   {absent: true} (or {exists: false}) missing or empty
 //   {not: <value>}    negation of any of the above
 // A top-level key `any` holds a list of rules of which one must match (OR).
+// Several operators in one mapping must all hold ({regex: "^CT", not: CTX}). An unknown key, operator or
+// DICOM keyword, a wrong type, an invalid regex or a range with lo > hi is an error at load.
+// Values are compared after trimming spaces (and NUL padding); a multi-valued element ("ORIGINAL\\PRIMARY")
+// matches when the whole value or any one of its backslash-separated values matches. A range matches a value
+// (or one of its values) that reads as a decimal number; other values never match a range. An empty value
+// counts as absent. Regexes are compiled once at load; values over 4096 characters never match a regex
+// (std::regex recurses per character).
 #pragma once
 
 #include <cstdint>
@@ -37,12 +44,16 @@ class TagSource {
   virtual std::string Hl7Location() const { return ""; }
 };
 
-class Matcher;  // one compiled condition
+class Matcher;       // one compiled condition
+class RuleCompiler;  // builds rules from YAML (rules.cpp)
 
+// A compiled rule. Immutable once built, so copies share their matchers and may be used from any thread.
 class Rule {
  public:
   Rule();
   ~Rule();
+  Rule(const Rule&);
+  Rule& operator=(const Rule&);
   Rule(Rule&&) noexcept;
   Rule& operator=(Rule&&) noexcept;
 
@@ -55,10 +66,14 @@ class Rule {
   bool empty() const;   // an empty rule matches everything
 
  private:
-  std::vector<std::unique_ptr<Matcher>> all_;
+  friend class RuleCompiler;
+  std::vector<std::shared_ptr<const Matcher>> all_;  // all must match
 };
 
-// Resolves a DICOM keyword ("Modality") or "(0008,0060)" / "0008,0060" to a tag number.
+// Resolves a DICOM keyword ("Modality") or "(0008,0060)" / "0008,0060" to a tag number (group << 16 |
+// element), using DCMTK's data dictionary. Errors: INVALID_ARGUMENT "unknown DICOM keyword 'X'" / "invalid
+// tag 'X'"; FAILED_PRECONDITION when the dictionary is not loaded. Private dictionary keywords are refused
+// (their element numbers depend on the private creator): use the tag.
 StatusOr<uint32_t> ResolveTag(const std::string& name);
 
 }  // namespace aihub::config

@@ -31,30 +31,52 @@ struct PluginSettings {
   Mode ModeFor(const std::string& department) const;
 };
 
+// Endpoints are HOST:PORT ("[::1]:50051" for IPv6); gRPC endpoints may also be "unix:PATH".
 struct HostSettings {
   std::string grpc_listen = "127.0.0.1:50051";
-  std::string http_listen = "127.0.0.1:8080";
-  std::vector<std::string> adapters;
+  std::string http_listen = "127.0.0.1:8080";   // "" = off
+  std::vector<std::string> adapters;            // missing key = none
   int workers = 1;                 // concurrent jobs
   int job_max_attempts = 3;
   int job_lease_seconds = 600;
   int reload_poll_ms = 1000;       // plugin_dir poll interval (inotify wakes it sooner)
 };
 
+// The `adapter:` section, read by aihub-adapter. Empty strings switch a link off where noted.
+struct AdapterDicomSettings {
+  std::string ae_title = "AIHUB";             // 1-16 characters, no backslash
+  int port = 11112;                           // 1-65535
+  double stable_seconds = 5;                  // quiet time before a study counts as complete; >= 0
+  std::vector<std::string> allowed_callers;   // calling AE titles; empty = any caller
+};
+
+struct AdapterSettings {
+  std::string grpc_listen = "127.0.0.1:50052";  // PacsAdapter service
+  AdapterDicomSettings dicom;
+  std::string dicomweb_url = "http://127.0.0.1:8042/dicom-web";  // dicomweb.url, the PACS / VNA; "" = off
+  std::string hl7_listen = "127.0.0.1:2575";    // hl7.listen (MLLP); "" = off
+  std::string hl7_send_to = "127.0.0.1:2576";   // hl7.send_to (MLLP); "" = off
+  std::string fhir_url;                         // fhir.url; "" = off
+};
+
 struct SiteConfig {
-  std::filesystem::path source;    // the file it came from ("" for the embedded default)
+  std::filesystem::path source;    // the file it came from, absolute ("" for the embedded default)
   std::filesystem::path state_dir; // absolute
   std::filesystem::path plugin_dir;// absolute
   HostSettings host;
+  AdapterSettings adapter;
   std::vector<Department> departments;
   std::vector<PluginSettings> plugins;
 
   const PluginSettings* FindPlugin(const std::string& id) const;
+  const Department* FindDepartment(const std::string& id) const;
   // First department whose match succeeds, else "default".
   std::string DepartmentFor(const TagSource& source) const;
 };
 
-// Loads and validates a config file. Errors read "FILE:LINE:COLUMN: what is wrong".
+// Loads and validates a config file. Errors read "FILE:LINE:COLUMN: what is wrong" (INVALID_ARGUMENT;
+// NOT_FOUND when the file cannot be read). Missing keys take the defaults above; state_dir defaults to ./var
+// and plugin_dir to ./build/plugins, both relative to the file's folder.
 StatusOr<SiteConfig> LoadSiteConfig(const std::filesystem::path& path);
 // Parses config text; relative paths resolve against `base_dir`; `name` is used in error messages.
 StatusOr<SiteConfig> ParseSiteConfig(const std::string& text, const std::filesystem::path& base_dir,

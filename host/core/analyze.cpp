@@ -1,0 +1,239 @@
+#include "core/analyze.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iomanip>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "compose/result_json.h"
+#include "core/folder_sink.h"
+#include "core/job_runner.h"
+#include "dicom/study.h"
+#include "plugins/registry.h"
+#include "store/job_store.h"
+
+namespace aihub::core {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* PresenceWord(Presence p) {
+  switch (p) {
+    case Presence::kPresent: return "PRESENT";
+    case Presence::kAbsent: return "absent";
+    case Presence::kIndeterminate: return "indeterminate";
+  }
+  return "?";
+}
+
+const char* UrgencyWord(Urgency u) {
+  switch (u) {
+    case Urgency::kRoutine: return "routine";
+    case Urgency::kUrgent: return "urgent";
+    case Urgency::kCritical: return "CRITICAL";
+  }
+  return "?";
+}
+
+const char* LateralityWord(Laterality l) {
+  switch (l) {
+    case Laterality::kLeft: return " left";
+    case Laterality::kRight: return " right";
+    case Laterality::kBilateral: return " bilateral";
+    case Laterality::kNone: return "";
+  }
+  return "";
+}
+
+std::string Number(double v) {
+  std::ostringstream s;
+  s << std::setprecision(4) << v;
+  return s.str();
+}
+
+// "1.2.3 hyperdensity 1.0.0: Intracranial hemorrhage PRESENT p=0.93 CRITICAL left | Volume 12.5 mL"
+std::string FindingLine(const Result& r, const Finding& f) {
+  std::string line = r.study.study_instance_uid + " " + r.algorithm.plugin_id + " " + r.algorithm.version + ": " +
+                     f.concept.meaning + " " + PresenceWord(f.presence) + " p=" + Number(f.confidence) + " " +
+                     UrgencyWord(f.urgency) + LateralityWord(f.laterality);
+  for (const Measurement& m : f.measurements) {
+    line += " | " + m.concept.meaning + " " + Number(m.value) + " " + m.unit_ucum;
+  }
+  return line;
+}
+
+std::string HostOwner() {
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(::getpid());
+}
+
+// Analyze writes every encoding of every result to the output folder, whatever the governance mode: it is the
+// model team's validation loop, not a delivery to clinicians.
+DeliveryPlanner FilePlanner(const fs::path& output) {
+  return [output](const Result& r, const EncodedResult& e) {
+    const fs::path dir = output / r.study.study_instance_uid;  // validated UID (IsValidUid) before routing
+    const std::string base = r.algorithm.plugin_id;            // validated plugin id
+    std::vector<store::OutboxItem> items;
+    for (const auto& [ext, payload] : {std::pair<const char*, const std::string*>{".sr.dcm", &e.sr},
+                                       {".fhir.json", &e.fhir},
+                                       {".oru.hl7", &e.oru}}) {
+      store::OutboxItem item;
+      item.kind = "file";
+      item.destination = (dir / (base + ext)).string();
+      item.idempotency_key = "file:" + item.destination + ":" + r.sr_sop_instance_uid;
+      item.payload = *payload;
+      items.push_back(std::move(item));
+    }
+    return items;
+  };
+}
+
+bool Terminal(store::JobState s) {
+  return s == store::JobState::kSucceeded || s == store::JobState::kFailed || s == store::JobState::kDead;
+}
+
+}  // namespace
+
+int RunAnalyze(const config::SiteConfig& config, const AnalyzeOptions& options, std::ostream& out) {
+  std::error_code ec;
+  fs::create_directories(config.state_dir, ec);
+  if (ec) {
+    out << "error: cannot create state_dir " << config.state_dir << ": " << ec.message() << "\n";
+    return 2;
+  }
+  auto opened = store::JobStore::Open(config.state_dir / "aihub.db", HostOwner());
+  if (!opened.ok()) {
+    out << "error: " << opened.status().ToString() << "\n";
+    return 2;
+  }
+  store::JobStore& store = **opened;
+  if (auto recovered = store.RecoverInterruptedJobs(); recovered.ok() && *recovered > 0) {
+    LogInfo("analyze", "resuming " + std::to_string(*recovered) + " interrupted job(s)");
+  }
+
+  plugins::PluginRegistry registry(
+      config.plugin_dir, config.state_dir / "plugin-cache",
+      [&config](const std::string& id) {
+        const config::PluginSettings* s = config.FindPlugin(id);
+        return s ? s->config_json : std::string("{}");
+      },
+      [&store](const plugins::ReloadEvent& e) {
+        nlohmann::json d = {{"file", e.file.string()}, {"version", e.version}, {"sha256", e.so_sha256},
+                            {"reason", e.reason}};
+        (void)store.Audit("aihubd", std::string("plugin.") + plugins::ReloadEventKindName(e.kind),
+                          e.plugin_id.empty() ? e.file.filename().string() : e.plugin_id, d.dump());
+      });
+  for (const plugins::ReloadEvent& e : registry.Rescan()) {
+    if (e.kind == plugins::ReloadEvent::Kind::kRejected) {
+      out << "plugin rejected: " << e.file.filename().string() << ": " << e.reason << "\n";
+    }
+  }
+  if (registry.Active().empty()) LogWarning("analyze", "no plugins loaded from " + config.plugin_dir.string());
+
+  auto scanned = dicom::ScanDirectory(options.input);
+  if (!scanned.ok()) {
+    out << "error: " << scanned.status().ToString() << "\n";
+    return 2;
+  }
+  for (const dicom::RejectedFile& r : scanned->rejected) {
+    out << "skipped file " << r.path.string() << ": " << r.reason << "\n";
+  }
+
+  StudyCatalog catalog;
+  JobRunner runner(config, store, registry, catalog, FilePlanner(fs::absolute(options.output)));
+  bool failed = false;
+  std::vector<std::string> study_uids;
+  for (dicom::Study& study : scanned->studies) {
+    auto shared = std::make_shared<const dicom::Study>(std::move(study));
+    const std::string source = fs::absolute(options.input).string();
+    auto decision = runner.Submit(*shared, options.context, source);
+    if (!decision.ok()) {
+      out << shared->study_instance_uid << ": not processed: " << decision.status().message() << "\n";
+      failed = true;
+      continue;
+    }
+    for (const dicom::Series& s : shared->series) {
+      if (!s.error.empty()) out << shared->study_instance_uid << " series " << s.series_instance_uid << ": " << s.error << "\n";
+    }
+    if (decision->jobs.empty()) {
+      out << shared->study_instance_uid << ": no plugin applies (department " << decision->department << ")\n";
+    }
+    study_uids.push_back(shared->study_instance_uid);
+    catalog.Add(shared, source);
+  }
+
+  // Workers run jobs until every job of these studies is finished; retryable failures come back after their
+  // backoff, bounded by job_max_attempts.
+  auto all_terminal = [&]() {
+    for (const std::string& uid : study_uids) {
+      auto jobs = store.ListJobs(uid);
+      if (!jobs.ok()) return true;
+      for (const store::JobRecord& j : *jobs) {
+        if (!Terminal(j.state)) return false;
+      }
+    }
+    return true;
+  };
+  std::atomic<bool> store_error{false};
+  auto worker = [&]() {
+    for (;;) {
+      auto next = runner.RunNext();
+      if (!next.ok()) {
+        LogError("analyze", next.status().ToString());
+        store_error = true;
+        return;
+      }
+      if (next->has_value()) continue;
+      if (all_terminal()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < std::max(1, config.host.workers); ++i) threads.emplace_back(worker);
+  for (std::thread& t : threads) t.join();
+  if (store_error) return 2;
+
+  auto delivered = DrainFileOutbox(store);
+  if (!delivered.ok()) {
+    out << "error: delivering results: " << delivered.status().ToString() << "\n";
+    return 2;
+  }
+
+  // Report from the store, so resumed jobs and earlier runs of the same input are reported alike.
+  for (const std::string& uid : study_uids) {
+    auto jobs = store.ListJobs(uid);
+    if (!jobs.ok()) continue;
+    for (const store::JobRecord& j : *jobs) {
+      if (j.state == store::JobState::kSucceeded) {
+        auto stored = store.GetResult(j.id);
+        if (!stored.ok() || !stored->has_value()) continue;
+        auto result = compose::ResultFromJson(nlohmann::json::parse(**stored, nullptr, false));
+        if (!result.ok()) {
+          out << uid << " " << j.plugin_id << ": stored result unreadable: " << result.status().message() << "\n";
+          failed = true;
+          continue;
+        }
+        if (result->findings.empty()) out << uid << " " << j.plugin_id << " " << j.plugin_version << ": no findings\n";
+        for (const Finding& f : result->findings) out << FindingLine(*result, f) << "\n";
+      } else {
+        const bool not_applicable = j.error.rfind("FAILED_PRECONDITION", 0) == 0;
+        out << uid << " " << j.plugin_id << " " << j.plugin_version << ": "
+            << (not_applicable ? "not applicable" : std::string("job ") + store::JobStateName(j.state)) << ": "
+            << j.error << "\n";
+        if (!not_applicable) failed = true;
+      }
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+}  // namespace aihub::core

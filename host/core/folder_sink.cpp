@@ -1,0 +1,83 @@
+#include "core/folder_sink.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace aihub::core {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+Status Errno(const std::string& what, const fs::path& p) {
+  return Unavailable(what + " " + p.string() + ": " + std::strerror(errno));
+}
+
+void FsyncDir(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+Status WriteFileAtomically(const fs::path& path, const std::string& bytes) {
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  if (ec) return Unavailable("cannot create " + path.parent_path().string() + ": " + ec.message());
+  const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp" + std::to_string(::getpid()));
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("cannot create", tmp);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Status st = Errno("cannot write", tmp);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return st;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    return Errno("cannot flush", tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Status st = Errno("cannot rename into", path);
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  FsyncDir(path.parent_path());
+  return Status::Ok();
+}
+
+StatusOr<int> DrainFileOutbox(store::JobStore& store) {
+  int delivered = 0;
+  for (;;) {
+    auto due = store.DueOutbox(64);
+    if (!due.ok()) return due.status();
+    int handled = 0;
+    for (const store::OutboxItem& item : *due) {
+      if (item.kind != "file") continue;
+      ++handled;
+      Status st = WriteFileAtomically(item.destination, item.payload);
+      if (st.ok()) {
+        if (Status m = store.MarkDelivered(item.id); !m.ok()) return m;
+        ++delivered;
+      } else if (Status m = store.MarkDeliveryFailed(item.id, st.ToString()); !m.ok()) {
+        return m;
+      }
+    }
+    if (handled == 0) break;
+  }
+  return delivered;
+}
+
+}  // namespace aihub::core

@@ -1,0 +1,288 @@
+#include "core/job_runner.h"
+
+#include <chrono>
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "compose/fhir_encoder.h"
+#include "compose/hl7_encoder.h"
+#include "compose/ids.h"
+#include "compose/result_json.h"
+#include "compose/sr_encoder.h"
+
+namespace aihub::core {
+
+namespace {
+
+constexpr uint32_t kPatientName = 0x00100010, kPatientId = 0x00100020, kIssuerOfPatientId = 0x00100021,
+                   kPatientBirthDate = 0x00100030, kPatientSex = 0x00100040, kStudyInstanceUid = 0x0020000D,
+                   kAccessionNumber = 0x00080050, kStudyId = 0x00200010, kStudyDate = 0x00080020,
+                   kStudyTime = 0x00080030, kStudyDescription = 0x00081030, kReferringPhysician = 0x00080090,
+                   kModality = 0x00080060;
+
+std::string TagOr(const dicom::TagMap& tags, uint32_t tag) {
+  const std::string* v = dicom::FindTag(tags, tag);
+  return v ? *v : std::string();
+}
+
+std::string UtcNowSeconds() {
+  std::string s = NowIso8601();  // 2026-11-28T01:02:03.456Z
+  return s.substr(0, 19) + "Z";
+}
+
+nlohmann::json TagsJson(const dicom::TagMap& tags) {
+  static const std::pair<const char*, uint32_t> kKept[] = {
+      {"PatientID", kPatientId},       {"AccessionNumber", kAccessionNumber},
+      {"StudyDate", kStudyDate},       {"StudyDescription", kStudyDescription},
+      {"Modality", kModality},         {"InstitutionalDepartmentName", 0x00081040}};
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, tag] : kKept) {
+    if (const std::string* v = dicom::FindTag(tags, tag)) j[name] = *v;
+  }
+  return j;
+}
+
+}  // namespace
+
+bool IsValidUid(const std::string& uid) {
+  if (uid.empty() || uid.size() > 64 || uid.front() == '.' || uid.back() == '.') return false;
+  char prev = '.';
+  for (char c : uid) {
+    if (c == '.') {
+      if (prev == '.') return false;
+    } else if (c < '0' || c > '9') {
+      return false;
+    }
+    prev = c;
+  }
+  return true;
+}
+
+bool IsRetryable(aihub_status_code code) {
+  switch (code) {
+    case AIHUB_CANCELLED:
+    case AIHUB_UNKNOWN:
+    case AIHUB_DEADLINE_EXCEEDED:
+    case AIHUB_RESOURCE_EXHAUSTED:
+    case AIHUB_ABORTED:
+    case AIHUB_INTERNAL:
+    case AIHUB_UNAVAILABLE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+StudyIdentity IdentityFromTags(const dicom::TagMap& tags) {
+  StudyIdentity id;
+  id.study_instance_uid = TagOr(tags, kStudyInstanceUid);
+  id.accession_number = TagOr(tags, kAccessionNumber);
+  id.study_id = TagOr(tags, kStudyId);
+  id.study_date = TagOr(tags, kStudyDate);
+  id.study_time = TagOr(tags, kStudyTime);
+  id.study_description = TagOr(tags, kStudyDescription);
+  id.referring_physician_name = TagOr(tags, kReferringPhysician);
+  id.patient_id = TagOr(tags, kPatientId);
+  id.issuer_of_patient_id = TagOr(tags, kIssuerOfPatientId);
+  id.patient_name = TagOr(tags, kPatientName);
+  id.patient_birth_date = TagOr(tags, kPatientBirthDate);
+  id.patient_sex = TagOr(tags, kPatientSex);
+  return id;
+}
+
+void StudyCatalog::Add(std::shared_ptr<const dicom::Study> study, std::string /*source*/) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  studies_[study->study_instance_uid] = std::move(study);
+}
+
+StatusOr<std::shared_ptr<const dicom::Study>> StudyCatalog::Find(const std::string& study_uid,
+                                                                 const std::string& source_hint) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = studies_.find(study_uid);
+    if (it != studies_.end()) return it->second;
+  }
+  if (source_hint.empty()) return NotFound("study " + study_uid + " is not available to this host");
+  auto scanned = dicom::ScanDirectory(source_hint);
+  if (!scanned.ok()) return scanned.status();
+  std::shared_ptr<const dicom::Study> found;
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (dicom::Study& s : scanned->studies) {
+    auto ptr = std::make_shared<const dicom::Study>(std::move(s));
+    if (ptr->study_instance_uid == study_uid) found = ptr;
+    studies_[ptr->study_instance_uid] = ptr;
+  }
+  if (!found) return NotFound("study " + study_uid + " is no longer in " + source_hint);
+  return found;
+}
+
+JobRunner::JobRunner(const config::SiteConfig& config, store::JobStore& store, plugins::PluginRegistry& registry,
+                     StudyCatalog& catalog, DeliveryPlanner planner)
+    : config_(config),
+      store_(store),
+      registry_(registry),
+      catalog_(catalog),
+      planner_(std::move(planner)),
+      router_(config) {}
+
+StatusOr<RouteDecision> JobRunner::Submit(const dicom::Study& study, const StudyContext& context,
+                                          const std::string& source) {
+  if (!IsValidUid(study.study_instance_uid)) {
+    return InvalidArgument("invalid StudyInstanceUID '" + study.study_instance_uid + "'");
+  }
+  {
+    std::lock_guard<std::mutex> lock(sources_mutex_);
+    sources_[study.study_instance_uid] = source;
+  }
+  store::StudyRecord record{study.study_instance_uid, source, TagsJson(study.tags).dump()};
+  if (Status st = store_.UpsertStudy(record); !st.ok()) return st;
+
+  RouteDecision decision = router_.Route(study, context, registry_.Active());
+  for (const RouteSkip& skip : decision.skipped) {
+    LogInfo("router", study.study_instance_uid + ": " + skip.plugin_id + " skipped: " + skip.reason);
+  }
+  nlohmann::json routed = nlohmann::json::array();
+  for (const RoutedJob& job : decision.jobs) {
+    const plugins::PluginInfo& info = job.plugin->info();
+    store::NewJob nj;
+    nj.study_instance_uid = study.study_instance_uid;
+    nj.plugin_id = info.id;
+    nj.plugin_version = info.version;
+    nj.model_version = info.model_version;
+    nj.so_sha256 = info.so_sha256;
+    nj.department = job.department;
+    nj.mode = config::ModeName(job.mode);
+    nj.series_uids = job.series_uids;
+    nj.max_attempts = config_.host.job_max_attempts;
+    auto id = store_.CreateJob(nj);
+    if (!id.ok()) return id.status();
+    routed.push_back({{"plugin", info.id}, {"version", info.version}, {"mode", nj.mode}, {"job_id", *id}});
+  }
+  nlohmann::json detail = {{"source", source},
+                           {"department", decision.department},
+                           {"calling_ae", context.calling_ae},
+                           {"series", study.series.size()},
+                           {"jobs", routed}};
+  if (Status st = store_.Audit("aihubd", "study.routed", study.study_instance_uid, detail.dump()); !st.ok()) return st;
+  return decision;
+}
+
+StatusOr<std::optional<JobOutcome>> JobRunner::RunNext() {
+  auto claimed = store_.ClaimJob(std::chrono::seconds(config_.host.job_lease_seconds));
+  if (!claimed.ok()) return claimed.status();
+  if (!claimed->has_value()) return std::optional<JobOutcome>();
+  return std::optional<JobOutcome>(Run(**claimed));
+}
+
+Status JobRunner::Fail(const store::JobRecord& job, const Status& why, JobOutcome* outcome) {
+  outcome->status = why;
+  LogWarning("jobs", job.job_key + " failed: " + why.ToString());
+  return store_.FailJob(job.id, why.ToString(), IsRetryable(why.code()));
+}
+
+JobOutcome JobRunner::Run(const store::JobRecord& job) {
+  JobOutcome outcome;
+  outcome.job_id = job.id;
+  outcome.job_key = job.job_key;
+  outcome.study_uid = job.study_instance_uid;
+  outcome.plugin_id = job.plugin_id;
+
+  auto report = [&](const Status& st) {
+    if (Status s = Fail(job, st, &outcome); !s.ok()) LogError("jobs", "cannot record failure: " + s.ToString());
+    return outcome;
+  };
+
+  plugins::LoadedPluginPtr plugin = registry_.Get(job.plugin_id);  // pins this version until we return
+  if (!plugin) return report(Unavailable("plugin " + job.plugin_id + " is not loaded"));
+
+  std::string source;
+  {
+    std::lock_guard<std::mutex> lock(sources_mutex_);
+    auto it = sources_.find(job.study_instance_uid);
+    if (it != sources_.end()) source = it->second;
+  }
+  auto study = catalog_.Find(job.study_instance_uid, source);
+  if (!study.ok()) return report(Unavailable(study.status().message()));
+
+  // The plugin sees only the matched series that are usable; the others are reported per series.
+  plugins::JobInput input;
+  input.study = study->get();
+  std::vector<std::string> series_errors;
+  for (const std::string& uid : job.series_uids) {
+    const dicom::Series* found = nullptr;
+    for (const dicom::Series& s : (*study)->series) {
+      if (s.series_instance_uid == uid) found = &s;
+    }
+    if (found == nullptr) {
+      series_errors.push_back(uid + ": series not found");
+    } else if (!found->error.empty()) {
+      series_errors.push_back(uid + ": " + found->error);
+    } else {
+      input.series.push_back(found);
+    }
+  }
+  for (const std::string& e : series_errors) {
+    LogWarning("jobs", job.job_key + ": series skipped: " + e);
+    (void)store_.Audit("aihubd", "series.skipped", job.job_key, nlohmann::json({{"reason", e}}).dump());
+  }
+  if (input.series.empty()) {
+    std::string all;
+    for (const std::string& e : series_errors) all += (all.empty() ? "" : "; ") + e;
+    return report(FailedPrecondition("no usable series: " + all));
+  }
+
+  const plugins::PluginInfo& info = plugin->info();
+  plugins::JobOutput output;
+  const auto started = std::chrono::steady_clock::now();
+  Status executed = plugin->Execute(input, &output, &cancel_);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (!executed.ok()) return report(executed);
+
+  Result result;
+  result.job_key = job.job_key;
+  result.study = IdentityFromTags((*study)->tags);
+  for (const dicom::Series* s : input.series) {
+    SourceSeries src;
+    src.series_instance_uid = s->series_instance_uid;
+    src.modality = TagOr(s->tags, kModality);
+    for (const dicom::Instance& inst : s->instances) src.instances.push_back({inst.sop_class_uid, inst.sop_instance_uid});
+    result.sources.push_back(std::move(src));
+  }
+  result.algorithm.plugin_id = info.id;
+  result.algorithm.name = info.name;
+  result.algorithm.version = info.version;
+  result.algorithm.model_version = info.model_version;
+  result.algorithm.manufacturer = info.manufacturer;
+  result.algorithm.so_sha256 = info.so_sha256;
+  result.department = job.department;
+  result.mode = job.mode;
+  result.findings = std::move(output.findings);
+  result.summary = std::move(output.summary);
+  result.completed_at = UtcNowSeconds();
+  compose::AssignIdentifiers(result);
+
+  EncodedResult encoded;
+  auto sr = compose::EncodeSr(result);
+  if (!sr.ok()) return report(Internal("cannot encode the SR: " + sr.status().message()));
+  encoded.sr = std::move(sr).value();
+  encoded.fhir = compose::EncodeFhirBundle(result);
+  encoded.oru = compose::EncodeOru(result);
+
+  if (Status st = store_.CompleteJob(job.id, compose::ToJson(result).dump(), result.sr_sop_instance_uid); !st.ok()) {
+    outcome.status = st;
+    LogError("jobs", job.job_key + ": cannot store the result: " + st.ToString());
+    return outcome;
+  }
+  for (const store::OutboxItem& item : planner_ ? planner_(result, encoded) : std::vector<store::OutboxItem>{}) {
+    if (Status st = store_.Enqueue(item); !st.ok()) {
+      LogError("jobs", job.job_key + ": cannot enqueue delivery " + item.idempotency_key + ": " + st.ToString());
+    }
+  }
+  LogInfo("jobs", job.job_key + " succeeded in " + std::to_string(seconds) + " s with " +
+                      std::to_string(result.findings.size()) + " finding(s)");
+  outcome.result = std::move(result);
+  return outcome;
+}
+
+}  // namespace aihub::core

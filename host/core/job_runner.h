@@ -1,0 +1,95 @@
+// JobRunner: the scheduler's unit of work. Submit() routes a study and records its jobs durably; RunNext()
+// claims one job, runs its plugin on the matched series, composes the result in its three encodings, stores
+// it and enqueues its deliveries in the outbox — each step audited.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compose/result.h"
+#include "config/site_config.h"
+#include "core/router.h"
+#include "dicom/study.h"
+#include "plugins/registry.h"
+#include "store/job_store.h"
+
+namespace aihub::core {
+
+// Studies the host can read, by StudyInstanceUID, with the folder they came from so a job resumed after a
+// restart can find its files again.
+class StudyCatalog {
+ public:
+  void Add(std::shared_ptr<const dicom::Study> study, std::string source);
+  // The study, re-scanning its recorded source folder when it is not in memory (e.g. after a restart).
+  StatusOr<std::shared_ptr<const dicom::Study>> Find(const std::string& study_uid, const std::string& source_hint);
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<const dicom::Study>> studies_;
+};
+
+// The three encodings of one result, made once.
+struct EncodedResult {
+  std::string sr;      // DICOM Part 10 bytes
+  std::string fhir;    // FHIR R4 transaction Bundle (JSON)
+  std::string oru;     // HL7 v2.5.1 ORU^R01
+};
+
+// Decides what leaves the hub for a result (outbox items); the governance mode is in result.mode.
+using DeliveryPlanner = std::function<std::vector<store::OutboxItem>(const Result&, const EncodedResult&)>;
+
+struct JobOutcome {
+  int64_t job_id = 0;
+  std::string job_key;
+  std::string study_uid;
+  std::string plugin_id;
+  Status status;                      // OK when the job succeeded
+  std::optional<Result> result;
+};
+
+class JobRunner {
+ public:
+  JobRunner(const config::SiteConfig& config, store::JobStore& store, plugins::PluginRegistry& registry,
+            StudyCatalog& catalog, DeliveryPlanner planner);
+
+  // Routes the study and creates its jobs (idempotent: a study submitted twice gets its jobs once).
+  StatusOr<RouteDecision> Submit(const dicom::Study& study, const StudyContext& context, const std::string& source);
+
+  // Claims and runs one runnable job; nullopt when none is runnable now.
+  StatusOr<std::optional<JobOutcome>> RunNext();
+
+  // Asks running plugins to stop (job_is_cancelled returns 1).
+  void Cancel() { cancel_ = true; }
+
+ private:
+  JobOutcome Run(const store::JobRecord& job);
+  Status Fail(const store::JobRecord& job, const Status& why, JobOutcome* outcome);
+
+  const config::SiteConfig& config_;
+  store::JobStore& store_;
+  plugins::PluginRegistry& registry_;
+  StudyCatalog& catalog_;
+  DeliveryPlanner planner_;
+  Router router_;
+  std::atomic<bool> cancel_{false};
+  std::mutex sources_mutex_;
+  std::map<std::string, std::string> sources_;   // study uid -> source folder (this process)
+};
+
+// True for plugin statuses worth another attempt (transient); "not applicable" and invalid output are final.
+bool IsRetryable(aihub_status_code code);
+
+// Identity fields copied from the study's tags into results.
+StudyIdentity IdentityFromTags(const dicom::TagMap& tags);
+
+// A UID is safe to use as a path component only if it is a valid UID: digits and dots, <= 64 chars, no empty
+// component. Anything else is refused rather than escaped.
+bool IsValidUid(const std::string& uid);
+
+}  // namespace aihub::core

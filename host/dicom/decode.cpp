@@ -1,0 +1,261 @@
+// ReadFrame: decodes one frame on demand. Each call opens and parses the file itself (values above
+// kLazyLoadThreshold stay on disk), so concurrent calls share no DCMTK objects and memory stays at one frame.
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+
+#include "dicom/dicom_file.h"
+#include "dicom/study.h"
+
+namespace aihub::dicom {
+namespace {
+
+struct PixelModule {
+  Uint16 rows = 0;
+  Uint16 columns = 0;
+  Uint16 samples_per_pixel = 1;
+  Uint16 bits_allocated = 0;
+  Uint16 bits_stored = 0;
+  Uint16 high_bit = 0;
+  Uint16 pixel_representation = 0;
+  Uint16 planar_configuration = 0;
+  std::string photometric;
+};
+
+Status ReadPixelModule(DcmDataset* ds, PixelModule& pm) {
+  if (ds->findAndGetUint16(DCM_Rows, pm.rows).bad() || ds->findAndGetUint16(DCM_Columns, pm.columns).bad() ||
+      ds->findAndGetUint16(DCM_BitsAllocated, pm.bits_allocated).bad()) {
+    return DataLoss("pixel module incomplete (Rows, Columns or BitsAllocated missing)");
+  }
+  if (ds->findAndGetUint16(DCM_SamplesPerPixel, pm.samples_per_pixel).bad()) pm.samples_per_pixel = 1;
+  if (ds->findAndGetUint16(DCM_BitsStored, pm.bits_stored).bad() || pm.bits_stored == 0 ||
+      pm.bits_stored > pm.bits_allocated) {
+    pm.bits_stored = pm.bits_allocated;
+  }
+  if (ds->findAndGetUint16(DCM_HighBit, pm.high_bit).bad() || pm.high_bit >= pm.bits_allocated ||
+      pm.high_bit + 1 < pm.bits_stored) {
+    pm.high_bit = static_cast<Uint16>(pm.bits_stored - 1);
+  }
+  ds->findAndGetUint16(DCM_PixelRepresentation, pm.pixel_representation);
+  ds->findAndGetUint16(DCM_PlanarConfiguration, pm.planar_configuration);
+  OFString pi;
+  ds->findAndGetOFString(DCM_PhotometricInterpretation, pi);
+  pm.photometric = pi.c_str();
+  while (!pm.photometric.empty() && pm.photometric.back() == ' ') pm.photometric.pop_back();
+  return Status::Ok();
+}
+
+// Stored values -> modality values: shift out bits below the stored range, mask, sign-extend, then rescale.
+template <typename T>
+void ToModality(const uint8_t* raw, uint64_t count, const PixelModule& pm, double slope, double intercept,
+                float* out) {
+  const unsigned shift = pm.high_bit + 1u - pm.bits_stored;
+  const uint64_t mask = pm.bits_stored >= 64 ? ~uint64_t{0} : (uint64_t{1} << pm.bits_stored) - 1;
+  const bool is_signed = pm.pixel_representation == 1;
+  const uint64_t sign_bit = uint64_t{1} << (pm.bits_stored - 1);
+  const bool identity = slope == 1.0 && intercept == 0.0;
+  const float fslope = static_cast<float>(slope), fintercept = static_cast<float>(intercept);
+  for (uint64_t i = 0; i < count; ++i) {
+    T stored;
+    std::memcpy(&stored, raw + i * sizeof(T), sizeof(T));
+    uint64_t bits = (static_cast<uint64_t>(stored) >> shift) & mask;
+    int64_t value = static_cast<int64_t>(bits);
+    if (is_signed && (bits & sign_bit) != 0) value -= static_cast<int64_t>(mask) + 1;
+    out[i] = identity ? static_cast<float>(value)
+                      : (sizeof(T) == 4 ? static_cast<float>(static_cast<double>(value) * slope + intercept)
+                                        : static_cast<float>(value) * fslope + fintercept);
+  }
+}
+
+uint8_t Clamp8(double v) { return static_cast<uint8_t>(std::lround(std::clamp(v, 0.0, 255.0))); }
+
+void YbrToRgb(uint8_t y, uint8_t cb, uint8_t cr, uint8_t* rgb) {
+  // YBR_FULL (PS3.3 C.7.6.3.1.2), the inverse of the JPEG/JFIF transform.
+  const double cbd = cb - 128.0, crd = cr - 128.0;
+  rgb[0] = Clamp8(y + 1.402 * crd);
+  rgb[1] = Clamp8(y - 0.344136 * cbd - 0.714136 * crd);
+  rgb[2] = Clamp8(y + 1.772 * cbd);
+}
+
+Status ToRgb(const uint8_t* raw, const PixelModule& pm, const std::string& model, bool native, uint8_t* out) {
+  const uint64_t n = uint64_t{pm.rows} * pm.columns;
+  if (model == "RGB") {
+    if (pm.planar_configuration == 1) {
+      for (uint64_t i = 0; i < n; ++i) {
+        out[3 * i] = raw[i];
+        out[3 * i + 1] = raw[n + i];
+        out[3 * i + 2] = raw[2 * n + i];
+      }
+    } else {
+      std::memcpy(out, raw, n * 3);
+    }
+    return Status::Ok();
+  }
+  if (model == "YBR_FULL") {
+    for (uint64_t i = 0; i < n; ++i) {
+      if (pm.planar_configuration == 1) {
+        YbrToRgb(raw[i], raw[n + i], raw[2 * n + i], out + 3 * i);
+      } else {
+        YbrToRgb(raw[3 * i], raw[3 * i + 1], raw[3 * i + 2], out + 3 * i);
+      }
+    }
+    return Status::Ok();
+  }
+  if (model == "YBR_FULL_422" && native) {
+    // Each pair of pixels in a row is stored as Y1 Y2 Cb Cr; an odd last column has its own group.
+    const uint8_t* p = raw;
+    for (uint32_t r = 0; r < pm.rows; ++r) {
+      uint8_t* row = out + uint64_t{r} * pm.columns * 3;
+      for (uint32_t c = 0; c < pm.columns; c += 2) {
+        const uint8_t y1 = p[0], y2 = p[1], cb = p[2], cr = p[3];
+        p += 4;
+        YbrToRgb(y1, cb, cr, row + 3 * c);
+        if (c + 1 < pm.columns) YbrToRgb(y2, cb, cr, row + 3 * (c + 1));
+      }
+    }
+    return Status::Ok();
+  }
+  return FailedPrecondition("colour model " + model + " cannot be converted to RGB8");
+}
+
+}  // namespace
+
+void RegisterCodecs() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    DJDecoderRegistration::registerCodecs();  // converts YCbCr to RGB as the photometric interpretation says
+    DJLSDecoderRegistration::registerCodecs();
+    DcmRLEDecoderRegistration::registerCodecs();
+  });
+}
+
+Status ReadFrame(const Series& series, uint32_t frame_index, aihub_pixel_format format, void* buffer,
+                 uint64_t buffer_size) {
+  if (frame_index >= series.frames.size()) {
+    return InvalidArgument("frame index " + std::to_string(frame_index) + " out of range (series has " +
+                           std::to_string(series.frames.size()) + " frames)");
+  }
+  const Frame& frame = series.frames[frame_index];
+  if (frame.instance_index >= series.instances.size()) return Internal("frame refers to a missing instance");
+  const Instance& instance = series.instances[frame.instance_index];
+  const FrameGeometry& g = frame.geometry;
+  const std::string problem = internal::TransferSyntaxProblem(instance.transfer_syntax_uid);
+  if (!problem.empty()) return Unimplemented(problem);
+
+  const uint64_t pixels = uint64_t{g.rows} * g.columns;
+  uint64_t needed = 0;
+  if (format == AIHUB_PIXEL_FLOAT32_MODALITY) {
+    if (g.samples_per_pixel != 1 || (g.photometric != AIHUB_PHOTOMETRIC_MONOCHROME1 &&
+                                     g.photometric != AIHUB_PHOTOMETRIC_MONOCHROME2)) {
+      return FailedPrecondition("FLOAT32_MODALITY needs a MONOCHROME1/2 frame");
+    }
+    needed = pixels * sizeof(float);
+  } else if (format == AIHUB_PIXEL_RGB8) {
+    if (g.samples_per_pixel != 3 ||
+        (g.photometric != AIHUB_PHOTOMETRIC_RGB && g.photometric != AIHUB_PHOTOMETRIC_YBR)) {
+      return FailedPrecondition("RGB8 needs an RGB or YBR colour frame");
+    }
+    if (g.bits_allocated != 8) return FailedPrecondition("RGB8 needs 8-bit colour data");
+    needed = pixels * 3;
+  } else {
+    return InvalidArgument("unknown pixel format " + std::to_string(static_cast<int>(format)));
+  }
+  if (buffer == nullptr || buffer_size < needed) {
+    return InvalidArgument("buffer of " + std::to_string(buffer_size) + " bytes too small, " +
+                           std::to_string(needed) + " needed");
+  }
+
+  RegisterCodecs();
+  DcmFileFormat file;
+  // Parse the whole structure (lazily): readers must see every fragment item of encapsulated data.
+  OFCondition cond = file.loadFile(instance.path.c_str(), EXS_Unknown, EGL_noChange, internal::kLazyLoadThreshold,
+                                   ERM_autoDetect);
+  if (cond.bad()) return DataLoss("cannot read " + instance.path.string() + ": " + cond.text());
+  DcmDataset* ds = file.getDataset();
+  PixelModule pm;
+  if (Status s = ReadPixelModule(ds, pm); !s.ok()) return s;
+  if (pm.rows != g.rows || pm.columns != g.columns || pm.samples_per_pixel != g.samples_per_pixel ||
+      pm.bits_allocated != g.bits_allocated) {
+    return DataLoss(instance.path.string() + " changed since it was scanned");
+  }
+  if (pm.bits_allocated != 8 && pm.bits_allocated != 16 && pm.bits_allocated != 32) {
+    return FailedPrecondition("unsupported BitsAllocated " + std::to_string(pm.bits_allocated));
+  }
+  DcmElement* element = nullptr;
+  if (ds->findAndGetElement(DCM_PixelData, element).bad() || element == nullptr ||
+      element->ident() != EVR_PixelData) {
+    return DataLoss("no PixelData in " + instance.path.string());
+  }
+  DcmPixelData* pixel_data = OFstatic_cast(DcmPixelData*, element);
+  const DcmXfer xfer(ds->getOriginalXfer());
+
+  // One staging buffer per thread, reused across calls: the decoders write stored values, which are then
+  // converted into the caller's format.
+  thread_local std::vector<uint8_t> staging;
+  std::string model;
+  uint64_t frame_bytes = 0;
+  if (!xfer.isEncapsulated()) {
+    frame_bytes = internal::NativeFrameBytes(pm.rows, pm.columns, pm.samples_per_pixel, pm.bits_allocated,
+                                             pm.photometric);
+    const uint64_t offset = uint64_t{frame.frame_number - 1} * frame_bytes;
+    if (frame_bytes == 0 || offset + frame_bytes > element->getLength()) {
+      return DataLoss("PixelData too short for frame " + std::to_string(frame.frame_number));
+    }
+    staging.resize(frame_bytes + 1);
+    // Reads only this frame's bytes from the file, swapped to host byte order.
+    cond = element->getPartialValue(staging.data(), static_cast<Uint32>(offset), static_cast<Uint32>(frame_bytes));
+    if (cond.bad()) return DataLoss("cannot read frame " + std::to_string(frame.frame_number) + ": " + cond.text());
+    element->compact();
+    model = pm.photometric;
+  } else {
+    Uint32 size = 0;
+    if (pixel_data->getUncompressedFrameSize(ds, size).bad() || size == 0) {
+      return DataLoss("cannot size the decoded frame");
+    }
+    frame_bytes = size;
+    staging.resize(frame_bytes + 1);  // decoders may write one pad byte for odd sizes
+    Uint32 start_fragment = 0;        // 0: the codec finds the frame's first fragment itself
+    OFString decoded_model;
+    cond = pixel_data->getUncompressedFrame(ds, frame.frame_number - 1, start_fragment, staging.data(),
+                                            static_cast<Uint32>(staging.size()), decoded_model);
+    if (cond.bad()) {
+      return DataLoss("cannot decode frame " + std::to_string(frame.frame_number) + " (" + xfer.getXferName() +
+                      "): " + cond.text());
+    }
+    model = decoded_model.empty() ? pm.photometric : std::string(decoded_model.c_str());
+  }
+
+  if (format == AIHUB_PIXEL_RGB8) {
+    if (pm.bits_allocated != 8) return FailedPrecondition("RGB8 needs 8-bit colour data");
+    // Decoders that convert YBR report the colour model they produced (e.g. JPEG baseline gives "RGB").
+    return ToRgb(staging.data(), pm, model, !xfer.isEncapsulated(), static_cast<uint8_t*>(buffer));
+  }
+  if (pm.samples_per_pixel != 1) return FailedPrecondition("FLOAT32_MODALITY needs a monochrome frame");
+  float* out = static_cast<float*>(buffer);
+  switch (pm.bits_allocated) {
+    case 8:
+      ToModality<uint8_t>(staging.data(), pixels, pm, g.rescale_slope, g.rescale_intercept, out);
+      break;
+    case 16:
+      ToModality<uint16_t>(staging.data(), pixels, pm, g.rescale_slope, g.rescale_intercept, out);
+      break;
+    default:
+      ToModality<uint32_t>(staging.data(), pixels, pm, g.rescale_slope, g.rescale_intercept, out);
+      break;
+  }
+  return Status::Ok();
+}
+
+}  // namespace aihub::dicom

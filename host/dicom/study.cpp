@@ -1,0 +1,513 @@
+#include "dicom/study.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <system_error>
+#include <utility>
+
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcsequen.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+
+#include "dicom/dicom_file.h"
+
+namespace aihub::dicom {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Text values longer than this are not copied into a TagMap (they are notes or blobs, never routing keys).
+constexpr Uint32 kMaxTagTextBytes = 64 * 1024;
+// Slice gaps may differ from the median by this fraction before a volume counts as unevenly sampled.
+constexpr double kSliceGapTolerance = 0.10;
+// Positions closer than this along the normal (mm) are the same slice.
+constexpr double kDuplicatePositionMm = 1e-3;
+// Direction cosines of two frames may differ by this much per component and still count as equal.
+constexpr double kOrientationTolerance = 1e-4;
+
+std::string Trim(std::string s) {
+  const char* ws = " \t\r\n";
+  s.erase(s.find_last_not_of(ws) + 1);
+  while (!s.empty() && s.back() == '\0') s.pop_back();
+  s.erase(0, s.find_first_not_of(ws));
+  return s;
+}
+
+bool IsTextOrNumberVr(DcmEVR vr) {
+  switch (vr) {
+    case EVR_AE: case EVR_AS: case EVR_CS: case EVR_DA: case EVR_DS: case EVR_DT: case EVR_IS:
+    case EVR_LO: case EVR_LT: case EVR_PN: case EVR_SH: case EVR_ST: case EVR_TM: case EVR_UC:
+    case EVR_UI: case EVR_UR: case EVR_UT: case EVR_US: case EVR_SS: case EVR_UL: case EVR_SL:
+    case EVR_FL: case EVR_FD: case EVR_AT: case EVR_UV: case EVR_SV:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void AddTags(DcmItem* item, TagMap& tags) {
+  if (item == nullptr) return;
+  for (unsigned long i = 0; i < item->card(); ++i) {
+    DcmElement* element = item->getElement(i);
+    if (element == nullptr || !IsTextOrNumberVr(element->ident())) continue;
+    if (element->getLength() > kMaxTagTextBytes) continue;
+    OFString value;
+    if (element->getOFStringArray(value).bad()) continue;
+    const DcmTagKey key = element->getTag();
+    tags[(uint32_t{key.getGroup()} << 16) | key.getElement()] = Trim(std::string(value.c_str(), value.length()));
+  }
+}
+
+std::string GetString(DcmItem* item, const DcmTagKey& tag) {
+  OFString value;
+  if (item == nullptr || item->findAndGetOFStringArray(tag, value).bad()) return {};
+  return Trim(std::string(value.c_str(), value.length()));
+}
+
+bool GetDoubles(DcmItem* item, const DcmTagKey& tag, double* out, unsigned count) {
+  if (item == nullptr) return false;
+  double values[6];
+  for (unsigned i = 0; i < count; ++i) {
+    Float64 v = 0;
+    if (item->findAndGetFloat64(tag, v, i).bad() || !std::isfinite(v)) return false;
+    values[i] = v;
+  }
+  std::copy(values, values + count, out);
+  return true;
+}
+
+aihub_photometric PhotometricFromString(const std::string& pi) {
+  if (pi == "MONOCHROME1") return AIHUB_PHOTOMETRIC_MONOCHROME1;
+  if (pi == "MONOCHROME2") return AIHUB_PHOTOMETRIC_MONOCHROME2;
+  if (pi == "RGB") return AIHUB_PHOTOMETRIC_RGB;
+  if (pi.rfind("YBR_", 0) == 0) return AIHUB_PHOTOMETRIC_YBR;
+  if (pi == "PALETTE COLOR") return AIHUB_PHOTOMETRIC_PALETTE;
+  return AIHUB_PHOTOMETRIC_UNKNOWN;
+}
+
+// Reads the geometry-bearing attributes that may live either at the top level or inside a functional group
+// macro item. Only the attributes present in `item` are changed.
+void ApplyPlanePosition(DcmItem* item, FrameGeometry& g, bool* has_position) {
+  if (GetDoubles(item, DCM_ImagePositionPatient, g.position, 3)) *has_position = true;
+}
+void ApplyPlaneOrientation(DcmItem* item, FrameGeometry& g, bool* has_orientation) {
+  if (GetDoubles(item, DCM_ImageOrientationPatient, g.orientation, 6)) *has_orientation = true;
+}
+void ApplyPixelMeasures(DcmItem* item, FrameGeometry& g) {
+  GetDoubles(item, DCM_PixelSpacing, g.pixel_spacing, 2);
+  GetDoubles(item, DCM_SliceThickness, &g.slice_thickness, 1);
+}
+void ApplyValueTransformation(DcmItem* item, FrameGeometry& g) {
+  GetDoubles(item, DCM_RescaleSlope, &g.rescale_slope, 1);
+  GetDoubles(item, DCM_RescaleIntercept, &g.rescale_intercept, 1);
+}
+void ApplyVoiLut(DcmItem* item, FrameGeometry& g) {
+  GetDoubles(item, DCM_WindowCenter, &g.window_center, 1);
+  GetDoubles(item, DCM_WindowWidth, &g.window_width, 1);
+}
+
+// Item 0 of sequence `tag` inside `item`, or nullptr.
+DcmItem* MacroItem(DcmItem* item, const DcmTagKey& tag) {
+  DcmItem* macro = nullptr;
+  if (item == nullptr || item->findAndGetSequenceItem(tag, macro, 0).bad()) return nullptr;
+  return macro;
+}
+
+// Per-frame item wins over the shared item (PS3.3 C.7.6.16).
+DcmItem* FindMacro(DcmItem* per_frame, DcmItem* shared, const DcmTagKey& tag) {
+  if (DcmItem* m = MacroItem(per_frame, tag)) return m;
+  return MacroItem(shared, tag);
+}
+
+struct ParsedFile {
+  fs::path path;
+  std::string study_uid;
+  std::string series_uid;
+  int64_t series_number = 0;
+  Instance instance;
+  TagMap tags;
+  std::vector<FrameGeometry> frames;
+  bool distinct_frame_positions = true;  // false: frames of a multi-frame object share one position
+  std::string transfer_syntax_problem;
+  std::string unsupported_pixel_module;
+};
+
+// Parses one file; on failure returns false and sets `reason`.
+bool ParseFile(const fs::path& path, const ScanLimits& limits, ParsedFile& out, std::string& reason) {
+  std::error_code ec;
+  const uint64_t size = fs::file_size(path, ec);
+  if (ec) {
+    reason = "cannot read file: " + ec.message();
+    return false;
+  }
+  if (size > limits.max_file_bytes) {
+    reason = "file of " + std::to_string(size) + " bytes is over the limit of " +
+             std::to_string(limits.max_file_bytes) + " bytes";
+    return false;
+  }
+  DcmFileFormat file;
+  bool has_preamble = false;
+  const OFCondition cond = internal::LoadHeader(path, file, &has_preamble);
+  DcmDataset* ds = file.getDataset();
+  if (cond.bad()) {
+    reason = has_preamble ? std::string("truncated or corrupt DICOM file: ") + cond.text() : "not a DICOM file";
+    return false;
+  }
+  std::string sop_class = GetString(ds, DCM_SOPClassUID);
+  out.study_uid = GetString(ds, DCM_StudyInstanceUID);
+  out.series_uid = GetString(ds, DCM_SeriesInstanceUID);
+  std::string sop_uid = GetString(ds, DCM_SOPInstanceUID);
+  if (!has_preamble && sop_class.empty() && out.study_uid.empty() && sop_uid.empty()) {
+    reason = "not a DICOM file";
+    return false;
+  }
+  if (out.study_uid.empty()) { reason = "missing StudyInstanceUID"; return false; }
+  if (out.series_uid.empty()) { reason = "missing SeriesInstanceUID"; return false; }
+  if (sop_uid.empty()) { reason = "missing SOPInstanceUID"; return false; }
+
+  DcmElement* pixel_element = nullptr;
+  if (ds->findAndGetElement(DCM_PixelData, pixel_element).bad() || pixel_element == nullptr) {
+    if (dcmFindNameOfUID(sop_class.c_str()) != nullptr && !dcmIsImageStorageSOPClassUID(sop_class.c_str())) {
+      reason = "no PixelData (not an image: SOP class " + sop_class + ")";
+    } else {
+      reason = "no PixelData";
+    }
+    return false;
+  }
+
+  Uint16 rows = 0, columns = 0;
+  if (ds->findAndGetUint16(DCM_Rows, rows).bad()) { reason = "missing Rows"; return false; }
+  if (ds->findAndGetUint16(DCM_Columns, columns).bad()) { reason = "missing Columns"; return false; }
+  if (rows == 0) { reason = "Rows is 0"; return false; }
+  if (columns == 0) { reason = "Columns is 0"; return false; }
+  if (rows > limits.max_rows) {
+    reason = "Rows " + std::to_string(rows) + " over the limit of " + std::to_string(limits.max_rows);
+    return false;
+  }
+  if (columns > limits.max_columns) {
+    reason = "Columns " + std::to_string(columns) + " over the limit of " + std::to_string(limits.max_columns);
+    return false;
+  }
+  const uint64_t pixels = uint64_t{rows} * columns;
+  if (pixels > limits.max_frame_pixels) {
+    reason = "Rows*Columns " + std::to_string(pixels) + " over the limit of " +
+             std::to_string(limits.max_frame_pixels) + " pixels per frame";
+    return false;
+  }
+  Sint32 frames = 1;
+  if (ds->findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1) frames = 1;
+  if (static_cast<uint64_t>(frames) > limits.max_frames_per_series) {
+    reason = "NumberOfFrames " + std::to_string(frames) + " over the limit of " +
+             std::to_string(limits.max_frames_per_series);
+    return false;
+  }
+
+  FrameGeometry base;
+  base.rows = rows;
+  base.columns = columns;
+  Uint16 u = 0;
+  base.samples_per_pixel = ds->findAndGetUint16(DCM_SamplesPerPixel, u).good() ? u : 1;
+  if (ds->findAndGetUint16(DCM_BitsAllocated, u).good()) base.bits_allocated = u;
+  base.bits_stored = ds->findAndGetUint16(DCM_BitsStored, u).good() ? u : base.bits_allocated;
+  if (ds->findAndGetUint16(DCM_PixelRepresentation, u).good()) base.pixel_representation = u;
+  const std::string photometric = GetString(ds, DCM_PhotometricInterpretation);
+  base.photometric = PhotometricFromString(photometric);
+
+  const std::string ts_uid = internal::TransferSyntaxUid(file);
+  const DcmXfer xfer(ts_uid.c_str());
+  // Native data: PixelData must hold every frame, else the file was cut short (or lies about its size).
+  if (xfer.getXfer() != EXS_Unknown && !xfer.isEncapsulated()) {
+    const uint64_t frame_bytes =
+        internal::NativeFrameBytes(rows, columns, base.samples_per_pixel, base.bits_allocated, photometric);
+    const uint64_t expected = frame_bytes * static_cast<uint64_t>(frames);
+    const uint64_t length = pixel_element->getLength();
+    if (frame_bytes != 0 && length < expected) {
+      reason = "truncated: PixelData holds " + std::to_string(length) + " bytes, " + std::to_string(expected) +
+               " expected";
+      return false;
+    }
+    // The element header may claim the full length while the file ends early; its last bytes must be there.
+    if (length >= 2 && xfer.getStreamCompression() == ESC_none) {
+      Uint8 tail[2];
+      if (pixel_element->getPartialValue(tail, length - 2, 2).bad()) {
+        reason = "truncated: PixelData ends beyond the end of the file";
+        pixel_element->compact();
+        return false;
+      }
+      pixel_element->compact();
+    }
+  } else if (xfer.isEncapsulated()) {
+    DcmPixelData* pixel_data = OFstatic_cast(DcmPixelData*, pixel_element);
+    E_TransferSyntax original = EXS_Unknown;
+    const DcmRepresentationParameter* param = nullptr;
+    pixel_data->getOriginalRepresentationKey(original, param);
+    DcmPixelSequence* sequence = nullptr;
+    if (pixel_data->getEncapsulatedRepresentation(original, param, sequence).bad() || sequence == nullptr ||
+        sequence->card() < 2) {
+      reason = "truncated or corrupt: encapsulated PixelData has no fragments";
+      return false;
+    }
+  }
+
+  out.path = path;
+  out.instance.path = path;
+  out.instance.sop_class_uid = sop_class;
+  out.instance.sop_instance_uid = sop_uid;
+  out.instance.transfer_syntax_uid = ts_uid;
+  out.instance.number_of_frames = static_cast<uint32_t>(frames);
+  Sint32 number = 0;
+  if (ds->findAndGetSint32(DCM_InstanceNumber, number).good()) out.instance.instance_number = number;
+  Sint32 series_number = 0;
+  if (ds->findAndGetSint32(DCM_SeriesNumber, series_number).good()) out.series_number = series_number;
+  out.transfer_syntax_problem = internal::TransferSyntaxProblem(ts_uid);
+  if (base.bits_allocated != 8 && base.bits_allocated != 16 && base.bits_allocated != 32) {
+    out.unsupported_pixel_module = "unsupported BitsAllocated " + std::to_string(base.bits_allocated);
+  }
+
+  AddTags(file.getMetaInfo(), out.tags);
+  AddTags(ds, out.tags);
+
+  // Top-level geometry (classic objects), then functional groups (enhanced multi-frame objects).
+  bool top_position = false, top_orientation = false;
+  ApplyPlanePosition(ds, base, &top_position);
+  ApplyPlaneOrientation(ds, base, &top_orientation);
+  ApplyPixelMeasures(ds, base);
+  ApplyValueTransformation(ds, base);
+  ApplyVoiLut(ds, base);
+  base.has_position = top_position && top_orientation;
+
+  DcmItem* shared = MacroItem(ds, DCM_SharedFunctionalGroupsSequence);
+  DcmSequenceOfItems* per_frame_seq = nullptr;
+  ds->findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, per_frame_seq);
+  const bool enhanced = shared != nullptr || per_frame_seq != nullptr;
+  out.frames.reserve(static_cast<size_t>(frames));
+  bool all_per_frame_positions = true;
+  for (Sint32 f = 0; f < frames; ++f) {
+    FrameGeometry g = base;
+    if (enhanced) {
+      DcmItem* per_frame = (per_frame_seq != nullptr && static_cast<unsigned long>(f) < per_frame_seq->card())
+                               ? per_frame_seq->getItem(static_cast<unsigned long>(f))
+                               : nullptr;
+      bool has_position = top_position, has_orientation = top_orientation;
+      DcmItem* position = FindMacro(per_frame, shared, DCM_PlanePositionSequence);
+      ApplyPlanePosition(position, g, &has_position);
+      ApplyPlaneOrientation(FindMacro(per_frame, shared, DCM_PlaneOrientationSequence), g, &has_orientation);
+      ApplyPixelMeasures(FindMacro(per_frame, shared, DCM_PixelMeasuresSequence), g);
+      ApplyValueTransformation(FindMacro(per_frame, shared, DCM_PixelValueTransformationSequence), g);
+      ApplyVoiLut(FindMacro(per_frame, shared, DCM_FrameVOILUTSequence), g);
+      g.has_position = has_position && has_orientation;
+      if (MacroItem(per_frame, DCM_PlanePositionSequence) == nullptr) all_per_frame_positions = false;
+    }
+    out.frames.push_back(g);
+  }
+  out.distinct_frame_positions = frames == 1 || (enhanced && all_per_frame_positions);
+  return true;
+}
+
+struct SeriesBuild {
+  int64_t series_number = 0;
+  std::vector<ParsedFile> files;
+};
+
+void Cross(const double* a, const double* b, double* out) {
+  out[0] = a[1] * b[2] - a[2] * b[1];
+  out[1] = a[2] * b[0] - a[0] * b[2];
+  out[2] = a[0] * b[1] - a[1] * b[0];
+}
+
+std::string FormatMm(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.4g", v);
+  return buf;
+}
+
+// Sorts a volume along its slice normal and checks that it is regular; returns the error, or "" when fine.
+std::string SortVolume(Series& series) {
+  std::vector<Frame>& frames = series.frames;
+  const FrameGeometry& first = frames.front().geometry;
+  for (const Frame& f : frames) {
+    if (f.geometry.rows != first.rows || f.geometry.columns != first.columns) {
+      return "inconsistent geometry: frames of one volume differ in Rows/Columns (" + std::to_string(first.rows) +
+             "x" + std::to_string(first.columns) + " vs " + std::to_string(f.geometry.rows) + "x" +
+             std::to_string(f.geometry.columns) + ")";
+    }
+    for (int i = 0; i < 6; ++i) {
+      if (std::fabs(f.geometry.orientation[i] - first.orientation[i]) > kOrientationTolerance) {
+        return "inconsistent geometry: frames of one volume differ in ImageOrientationPatient";
+      }
+    }
+  }
+  double normal[3];
+  Cross(first.orientation, first.orientation + 3, normal);
+  const double norm = std::sqrt(normal[0] * normal[0] + normal[1] * normal[1] + normal[2] * normal[2]);
+  if (norm < 1e-6) return "inconsistent geometry: ImageOrientationPatient row and column are parallel";
+  for (double& n : normal) n /= norm;
+  auto key = [&normal](const Frame& f) {
+    const double* p = f.geometry.position;
+    return p[0] * normal[0] + p[1] * normal[1] + p[2] * normal[2];
+  };
+  std::stable_sort(frames.begin(), frames.end(), [&key](const Frame& a, const Frame& b) { return key(a) < key(b); });
+  std::vector<double> gaps;
+  gaps.reserve(frames.size() - 1);
+  for (size_t i = 1; i < frames.size(); ++i) {
+    const double gap = key(frames[i]) - key(frames[i - 1]);
+    if (gap < kDuplicatePositionMm) {
+      return "inconsistent geometry: duplicate slice position " + FormatMm(key(frames[i])) + " mm along the normal";
+    }
+    gaps.push_back(gap);
+  }
+  std::vector<double> sorted = gaps;
+  std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
+  double median = sorted[sorted.size() / 2];
+  if (sorted.size() % 2 == 0) {
+    median = (median + *std::max_element(sorted.begin(), sorted.begin() + sorted.size() / 2)) / 2;
+  }
+  for (double gap : gaps) {
+    if (std::fabs(gap - median) > kSliceGapTolerance * median) {
+      return "inconsistent geometry: uneven slice spacing (gap " + FormatMm(gap) + " mm, median " +
+             FormatMm(median) + " mm, tolerance 10%)";
+    }
+  }
+  series.spacing_between_slices = median;
+  return {};
+}
+
+Series BuildSeries(const std::string& uid, std::vector<ParsedFile>& files, const ScanLimits& limits) {
+  Series series;
+  series.series_instance_uid = uid;
+  std::stable_sort(files.begin(), files.end(), [](const ParsedFile& a, const ParsedFile& b) {
+    if (a.instance.instance_number != b.instance.instance_number) {
+      return a.instance.instance_number < b.instance.instance_number;
+    }
+    return a.path < b.path;
+  });
+  series.tags = files.front().tags;
+  uint64_t total_frames = 0;
+  for (const ParsedFile& f : files) total_frames += f.frames.size();
+  bool volume = total_frames >= 2;
+  for (const ParsedFile& f : files) {
+    if (series.error.empty() && !f.transfer_syntax_problem.empty()) series.error = f.transfer_syntax_problem;
+    if (series.error.empty() && !f.unsupported_pixel_module.empty()) series.error = f.unsupported_pixel_module;
+    if (!f.distinct_frame_positions) volume = false;
+  }
+  if (total_frames > limits.max_frames_per_series) {
+    series.error = "series has " + std::to_string(total_frames) + " frames, over the limit of " +
+                   std::to_string(limits.max_frames_per_series);
+    for (ParsedFile& f : files) series.instances.push_back(std::move(f.instance));
+    return series;
+  }
+  series.frames.reserve(total_frames);
+  for (ParsedFile& f : files) {
+    const uint32_t index = static_cast<uint32_t>(series.instances.size());
+    for (size_t i = 0; i < f.frames.size(); ++i) {
+      Frame frame;
+      frame.instance_index = index;
+      frame.frame_number = static_cast<uint32_t>(i + 1);
+      frame.geometry = f.frames[i];
+      if (!frame.geometry.has_position) volume = false;
+      series.frames.push_back(frame);
+    }
+    series.instances.push_back(std::move(f.instance));
+  }
+  const uint32_t spp = series.frames.empty() ? 1 : series.frames.front().geometry.samples_per_pixel;
+  for (const Frame& f : series.frames) {
+    if (f.geometry.samples_per_pixel != spp && series.error.empty()) {
+      series.error = "inconsistent geometry: mixed SamplesPerPixel in one series";
+    }
+  }
+  // Without a position for every frame the series is a set of images, kept in instance/frame order.
+  if (volume) {
+    std::string error = SortVolume(series);
+    if (series.error.empty()) series.error = std::move(error);
+    // A spacing is only reported for a regular volume.
+    if (!series.error.empty()) series.spacing_between_slices = 0;
+  }
+  return series;
+}
+
+}  // namespace
+
+const std::string* FindTag(const TagMap& tags, uint32_t tag) {
+  auto it = tags.find(tag);
+  return it == tags.end() ? nullptr : &it->second;
+}
+
+ScanResult ScanFiles(const std::vector<std::filesystem::path>& files, const ScanLimits& limits) {
+  ScanResult result;
+  // study UID -> series UID -> files; std::map keeps studies ordered by UID.
+  std::map<std::string, std::map<std::string, SeriesBuild>> studies;
+  std::map<std::string, fs::path> seen_sops;
+  uint64_t looked_at = 0;
+  for (const fs::path& path : files) {
+    if (++looked_at > limits.max_files) {
+      result.rejected.push_back({path, "over the limit of " + std::to_string(limits.max_files) + " files per scan"});
+      continue;
+    }
+    ParsedFile parsed;
+    std::string reason;
+    bool ok = false;
+    try {
+      ok = ParseFile(path, limits, parsed, reason);
+    } catch (const std::exception& e) {  // e.g. std::bad_alloc on absurd lengths: reject, never crash
+      reason = std::string("cannot parse: ") + e.what();
+    }
+    if (!ok) {
+      result.rejected.push_back({path, reason});
+      continue;
+    }
+    auto [it, inserted] = seen_sops.emplace(parsed.instance.sop_instance_uid, path);
+    if (!inserted) {
+      result.rejected.push_back({path, "duplicate SOPInstanceUID " + parsed.instance.sop_instance_uid +
+                                           " (kept " + it->second.string() + ")"});
+      continue;
+    }
+    SeriesBuild& build = studies[parsed.study_uid][parsed.series_uid];
+    if (build.files.empty()) build.series_number = parsed.series_number;
+    build.files.push_back(std::move(parsed));
+  }
+  for (auto& [study_uid, series_map] : studies) {
+    Study study;
+    study.study_instance_uid = study_uid;
+    std::vector<std::pair<int64_t, const std::string*>> order;
+    for (auto& [series_uid, build] : series_map) order.emplace_back(build.series_number, &series_uid);
+    std::stable_sort(order.begin(), order.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });  // UID order on ties
+    for (const auto& [number, uid] : order) {
+      (void)number;
+      study.series.push_back(BuildSeries(*uid, series_map[*uid].files, limits));
+    }
+    study.tags = study.series.front().tags;
+    result.studies.push_back(std::move(study));
+  }
+  return result;
+}
+
+StatusOr<ScanResult> ScanDirectory(const std::filesystem::path& dir, const ScanLimits& limits) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return NotFound("not a directory: " + dir.string());
+  std::vector<fs::path> files;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec);
+  if (ec) return Unavailable("cannot list " + dir.string() + ": " + ec.message());
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) return Unavailable("cannot list " + dir.string() + ": " + ec.message());
+    std::error_code type_ec;
+    if (!it->is_regular_file(type_ec)) continue;
+    if (files.size() >= limits.max_files) {
+      return ResourceExhausted(dir.string() + " holds more than " + std::to_string(limits.max_files) + " files");
+    }
+    files.push_back(it->path());
+  }
+  if (ec) return Unavailable("cannot list " + dir.string() + ": " + ec.message());
+  std::sort(files.begin(), files.end());
+  return ScanFiles(files, limits);
+}
+
+}  // namespace aihub::dicom

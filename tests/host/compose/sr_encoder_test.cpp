@@ -1,0 +1,134 @@
+#include "compose/sr_encoder.h"
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <sstream>
+#include <string>
+
+#include "compose/ids.h"
+#include "dcmtk/config/osconfig.h"
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmsr/dsrdoc.h"
+#include "test_result.h"
+#include "test_util.h"
+
+namespace aihub::compose {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::MakeHeadCtResult;
+using testing::Run;
+using testing::WriteFile;
+
+// Runs dciodvfy; returns its "Error" lines, printing warnings so a reviewer sees them.
+std::string DciodvfyErrors(const fs::path& file) {
+  std::string out = Run("dciodvfy -new '" + file.string() + "'");
+  std::istringstream lines(out);
+  std::string line, errors;
+  while (std::getline(lines, line)) {
+    if (line.rfind("Error", 0) == 0) errors += line + "\n";
+    if (line.rfind("Warning", 0) == 0) MESSAGE("dciodvfy: " << line);
+  }
+  return errors;
+}
+
+// All (concept name, code value) pairs of CODE items in the document, as "concept=value" lines.
+std::string CodePairs(DSRDocumentTree& tree) {
+  std::string out;
+  if (tree.gotoRoot() == 0) return out;
+  do {
+    DSRContentItem& item = tree.getCurrentContentItem();
+    if (item.getValueType() == DSRTypes::VT_Code) {
+      out += std::string(item.getConceptName().getCodeValue().c_str()) + "=" +
+             item.getCodeValue().getCodeValue().c_str() + "\n";
+    }
+  } while (tree.iterate() > 0);
+  return out;
+}
+
+TEST_CASE("SR of a head CT result validates with dciodvfy and reads back with DCMTK") {
+  Result r = MakeHeadCtResult();
+  StatusOr<std::string> sr = EncodeSr(r);
+  REQUIRE_MESSAGE(sr.ok(), sr.status().ToString());
+  fs::path dir = testing::TempDir("sr");
+  fs::path file = WriteFile(dir, "sr.dcm", *sr);
+  CHECK(sr->substr(128, 4) == "DICM");
+  CHECK(DciodvfyErrors(file) == "");
+
+  DcmFileFormat ff;
+  REQUIRE(ff.loadFile(file.c_str()).good());
+  DSRDocument doc;
+  REQUIRE(doc.read(*ff.getDataset()).good());
+  OFString value;
+  auto get = [&](OFCondition (DSRDocument::*getter)(OFString&, const signed long) const) {
+    return std::string((doc.*getter)(value, 0).good() ? value.c_str() : "<missing>");
+  };
+  CHECK(get(&DSRDocument::getSOPInstanceUID) == r.sr_sop_instance_uid);
+  CHECK(get(&DSRDocument::getSeriesInstanceUID) == r.sr_series_instance_uid);
+  CHECK(get(&DSRDocument::getStudyInstanceUID) == r.study.study_instance_uid);
+  CHECK(get(&DSRDocument::getSOPClassUID) == kComprehensive3DSrSopClassUid);
+  CHECK(get(&DSRDocument::getPatientID) == "MRN12345");
+  CHECK(get(&DSRDocument::getContentDate) == "20261128");
+  CHECK(get(&DSRDocument::getContentTime) == "010203");
+  CHECK(doc.getCompletionFlag() == DSRTypes::CF_Complete);
+  CHECK(doc.getVerificationFlag() == DSRTypes::VF_Unverified);
+  std::string codes = CodePairs(doc.getTree());
+  CHECK(codes.find("50960005=52101004\n") != std::string::npos);  // hemorrhage: Present
+  CHECK(codes.find("RID4700=2667000\n") != std::string::npos);    // midline shift: Absent
+  CHECK(codes.find("urgency=critical\n") != std::string::npos);
+
+  DcmItem* equipment = nullptr;
+  REQUIRE(ff.getDataset()->findAndGetSequenceItem(DCM_ContributingEquipmentSequence, equipment, 0).good());
+  CHECK(std::string(equipment->findAndGetOFString(DCM_DeviceUID, value).good() ? value.c_str() : "") ==
+        r.algorithm.device_uid);
+  CHECK(equipment->findAndGetOFStringArray(DCM_SoftwareVersions, value).good());
+  CHECK(std::string(value.c_str()) == "1.4.0\\2");
+  fs::remove_all(dir);
+}
+
+TEST_CASE("SR is byte-identical for the same result and changes with the job key") {
+  Result r = MakeHeadCtResult();
+  StatusOr<std::string> a = EncodeSr(r);
+  StatusOr<std::string> b = EncodeSr(r);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(*a == *b);
+  r.job_key += "|retry";
+  AssignIdentifiers(r);
+  StatusOr<std::string> c = EncodeSr(r);
+  REQUIRE(c.ok());
+  CHECK(*a != *c);
+  CHECK(c->find(r.sr_sop_instance_uid) != std::string::npos);
+}
+
+TEST_CASE("SR without findings validates") {
+  Result r = MakeHeadCtResult();
+  r.findings.clear();
+  r.summary.clear();
+  StatusOr<std::string> sr = EncodeSr(r);
+  REQUIRE_MESSAGE(sr.ok(), sr.status().ToString());
+  fs::path dir = testing::TempDir("sr");
+  CHECK(DciodvfyErrors(WriteFile(dir, "empty.dcm", *sr)) == "");
+  fs::remove_all(dir);
+}
+
+TEST_CASE("SR rejects results it cannot encode") {
+  Result r = MakeHeadCtResult();
+  Result no_ids = r;
+  no_ids.sr_sop_instance_uid.clear();
+  CHECK(EncodeSr(no_ids).status().code() == AIHUB_FAILED_PRECONDITION);
+  Result bad_time = r;
+  bad_time.completed_at = "yesterday";
+  CHECK(EncodeSr(bad_time).status().code() == AIHUB_INVALID_ARGUMENT);
+  Result bad_region = r;
+  bad_region.findings[0].regions[0].points.pop_back();
+  CHECK(EncodeSr(bad_region).status().code() == AIHUB_INVALID_ARGUMENT);
+  Result bad_study = r;
+  bad_study.study.study_instance_uid = "not a uid";
+  CHECK(EncodeSr(bad_study).status().code() == AIHUB_INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace aihub::compose

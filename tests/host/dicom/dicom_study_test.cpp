@@ -1,0 +1,443 @@
+#include "dicom/study.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <doctest/doctest.h>
+
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcitem.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmdata/dcsequen.h>
+
+#include "dicom_test_util.h"
+
+namespace aihub::dicom {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::SliceSpec;
+using testing::TempDir;
+using testing::WriteSlice;
+
+constexpr uint32_t kTagModality = 0x00080060;
+constexpr uint32_t kTagImageType = 0x00080008;
+constexpr uint32_t kTagRows = 0x00280010;
+constexpr uint32_t kTagPixelSpacing = 0x00280030;
+
+const Series* FindSeries(const ScanResult& r, const std::string& uid) {
+  for (const Study& st : r.studies)
+    for (const Series& s : st.series)
+      if (s.series_instance_uid == uid) return &s;
+  return nullptr;
+}
+
+std::string ReasonFor(const ScanResult& r, const std::string& filename) {
+  for (const RejectedFile& f : r.rejected)
+    if (f.path.filename() == filename) return f.reason;
+  return "<not rejected>";
+}
+
+TEST_CASE("two studies with several series are grouped, ordered and tagged") {
+  TempDir dir;
+  fs::create_directories(dir / "a/b");
+  const std::string study1 = "1.2.3.100", study2 = "1.2.3.200";
+  int n = 0;
+  for (const auto& [study, series, count, number] :
+       std::vector<std::tuple<std::string, std::string, int, int>>{{study2, "1.2.3.200.1", 2, 1},
+                                                                   {study1, "1.2.3.100.2", 3, 2},
+                                                                   {study1, "1.2.3.100.1", 1, 1},
+                                                                   {study2, "1.2.3.200.2", 2, 7}}) {
+    for (int i = 0; i < count; ++i) {
+      SliceSpec spec;
+      spec.study_uid = study;
+      spec.series_uid = series;
+      spec.series_number = number;
+      spec.instance_number = i + 1;
+      const fs::path sub = (n % 2) ? dir / "a" : dir / "a/b";
+      WriteSlice(spec, sub / ("f" + std::to_string(n++) + ".dcm"));
+    }
+  }
+  auto result = ScanDirectory(dir.path());
+  REQUIRE(result.ok());
+  CHECK(result->rejected.empty());
+  REQUIRE(result->studies.size() == 2);
+  CHECK(result->studies[0].study_instance_uid == study1);
+  CHECK(result->studies[1].study_instance_uid == study2);
+  REQUIRE(result->studies[0].series.size() == 2);
+  CHECK(result->studies[0].series[0].series_instance_uid == "1.2.3.100.1");  // SeriesNumber 1 before 2
+  CHECK(result->studies[0].series[1].series_instance_uid == "1.2.3.100.2");
+  CHECK(result->studies[0].series[1].instances.size() == 3);
+  CHECK(result->studies[0].series[1].frames.size() == 3);
+  CHECK(result->studies[1].series[1].instances.size() == 2);
+  for (const Study& st : result->studies)
+    for (const Series& s : st.series) CHECK(s.error.empty());
+
+  const TagMap& tags = result->studies[0].series[1].tags;
+  REQUIRE(FindTag(tags, kTagModality) != nullptr);
+  CHECK(*FindTag(tags, kTagModality) == "CT");
+  CHECK(*FindTag(tags, kTagImageType) == "ORIGINAL\\PRIMARY\\AXIAL");
+  CHECK(*FindTag(tags, kTagRows) == "4");
+  CHECK(*FindTag(tags, kTagPixelSpacing) == "0.5\\0.5");
+  CHECK(FindTag(tags, 0x7fe00010) == nullptr);
+  CHECK(FindTag(tags, 0x12345678) == nullptr);
+  CHECK(*FindTag(result->studies[0].tags, 0x0020000d) == study1);
+
+  CHECK_FALSE(ScanDirectory(dir / "missing").ok());
+}
+
+TEST_CASE("ScanDirectory refuses a folder over max_files") {
+  TempDir dir;
+  for (int i = 0; i < 3; ++i) {
+    SliceSpec spec;
+    spec.instance_number = i + 1;
+    WriteSlice(spec, dir / ("f" + std::to_string(i)));
+  }
+  ScanLimits limits;
+  limits.max_files = 2;
+  auto result = ScanDirectory(dir.path(), limits);
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.status().code() == AIHUB_RESOURCE_EXHAUSTED);
+}
+
+void CheckSortedVolume(const std::array<double, 6>& orientation, const std::array<double, 3>& step) {
+  TempDir dir;
+  const int kSlices = 7;
+  std::vector<int> order(kSlices);
+  for (int i = 0; i < kSlices; ++i) order[i] = i;
+  std::mt19937 rng(42);
+  std::shuffle(order.begin(), order.end(), rng);
+  for (int k = 0; k < kSlices; ++k) {
+    const int slice = order[k];
+    SliceSpec spec;
+    spec.instance_number = 100 - k;  // instance numbers disagree with positions on purpose
+    spec.sop_uid = "1.2.3.9." + std::to_string(slice);
+    spec.orientation = orientation;
+    spec.position = std::array<double, 3>{10 + step[0] * slice, -20 + step[1] * slice, 5 + step[2] * slice};
+    WriteSlice(spec, dir / ("slice" + std::to_string(k) + ".dcm"));
+  }
+  auto result = ScanDirectory(dir.path());
+  REQUIRE(result.ok());
+  REQUIRE(result->studies.size() == 1);
+  const Series& s = result->studies[0].series[0];
+  CHECK(s.error.empty());
+  REQUIRE(s.frames.size() == kSlices);
+  for (int i = 0; i < kSlices; ++i) {
+    const Instance& inst = s.instances[s.frames[i].instance_index];
+    CHECK(inst.sop_instance_uid == "1.2.3.9." + std::to_string(i));
+    CHECK(s.frames[i].geometry.has_position);
+  }
+  const double step_len = std::sqrt(step[0] * step[0] + step[1] * step[1] + step[2] * step[2]);
+  CHECK(s.spacing_between_slices == doctest::Approx(step_len).epsilon(1e-6));
+}
+
+TEST_CASE("shuffled axial slices sort along the normal") {
+  CheckSortedVolume({1, 0, 0, 0, 1, 0}, {0, 0, 2.5});
+}
+
+TEST_CASE("shuffled oblique slices sort along the normal") {
+  // Rows along x, columns tilted 30 degrees from y towards z; the normal is (0, -sin30, cos30).
+  const double c = std::cos(M_PI / 6), s = std::sin(M_PI / 6);
+  CheckSortedVolume({1, 0, 0, 0, c, s}, {0, -s * 1.25, c * 1.25});
+}
+
+TEST_CASE("slices without positions sort by InstanceNumber") {
+  TempDir dir;
+  for (int n : {3, 1, 2}) {
+    SliceSpec spec;
+    spec.instance_number = n;
+    WriteSlice(spec, dir / ("i" + std::to_string(10 - n)));
+  }
+  auto result = ScanDirectory(dir.path());
+  REQUIRE(result.ok());
+  const Series& s = result->studies[0].series[0];
+  CHECK(s.error.empty());
+  REQUIRE(s.frames.size() == 3);
+  for (int i = 0; i < 3; ++i) CHECK(s.instances[s.frames[i].instance_index].instance_number == i + 1);
+  CHECK(s.spacing_between_slices == 0);
+}
+
+TEST_CASE("plain multi-frame: one Frame per frame sharing the instance geometry") {
+  TempDir dir;
+  SliceSpec spec;
+  spec.frames = 3;
+  spec.position = std::array<double, 3>{0, 0, 0};
+  WriteSlice(spec, dir / "mf.dcm");
+  auto result = ScanDirectory(dir.path());
+  REQUIRE(result.ok());
+  const Series& s = result->studies[0].series[0];
+  CHECK(s.error.empty());
+  REQUIRE(s.frames.size() == 3);
+  CHECK(s.instances[0].number_of_frames == 3);
+  for (uint32_t i = 0; i < 3; ++i) {
+    CHECK(s.frames[i].frame_number == i + 1);
+    CHECK(s.frames[i].geometry.has_position);
+  }
+}
+
+// Enhanced CT: per-frame PlanePositionSequence (shuffled), shared orientation / measures / rescale.
+void AddFunctionalGroups(DcmDataset* ds, const std::vector<double>& z, double slope, double intercept) {
+  DcmItem* shared = nullptr;
+  REQUIRE(ds->findOrCreateSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, 0).good());
+  DcmItem* m = nullptr;
+  REQUIRE(shared->findOrCreateSequenceItem(DCM_PlaneOrientationSequence, m, 0).good());
+  m->putAndInsertString(DCM_ImageOrientationPatient, "1\\0\\0\\0\\1\\0");
+  REQUIRE(shared->findOrCreateSequenceItem(DCM_PixelMeasuresSequence, m, 0).good());
+  m->putAndInsertString(DCM_PixelSpacing, "0.7\\0.8");
+  m->putAndInsertString(DCM_SliceThickness, "3");
+  REQUIRE(shared->findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, m, 0).good());
+  m->putAndInsertString(DCM_RescaleSlope, std::to_string(slope).c_str());
+  m->putAndInsertString(DCM_RescaleIntercept, std::to_string(intercept).c_str());
+  for (size_t f = 0; f < z.size(); ++f) {
+    DcmItem* per_frame = nullptr;
+    REQUIRE(ds->findOrCreateSequenceItem(DCM_PerFrameFunctionalGroupsSequence, per_frame,
+                                         static_cast<long>(f)).good());
+    REQUIRE(per_frame->findOrCreateSequenceItem(DCM_PlanePositionSequence, m, 0).good());
+    m->putAndInsertString(DCM_ImagePositionPatient, ("0\\0\\" + std::to_string(z[f])).c_str());
+  }
+}
+
+TEST_CASE("enhanced multi-frame: per-frame functional groups give positions and sorting") {
+  TempDir dir;
+  SliceSpec spec;
+  spec.sop_class_uid = "1.2.840.10008.5.1.4.1.1.2.1";  // Enhanced CT
+  spec.frames = 4;
+  auto file = testing::MakeSlice(spec);
+  AddFunctionalGroups(file->getDataset(), {6, 0, 9, 3}, 2, -100);
+  testing::WriteFile(*file, dir / "enh.dcm", EXS_LittleEndianExplicit);
+  auto result = ScanDirectory(dir.path());
+  REQUIRE(result.ok());
+  const Series& s = result->studies[0].series[0];
+  CHECK(s.error.empty());
+  REQUIRE(s.frames.size() == 4);
+  const uint32_t expected_frames[] = {2, 4, 1, 3};
+  for (int i = 0; i < 4; ++i) {
+    CHECK(s.frames[i].frame_number == expected_frames[i]);
+    CHECK(s.frames[i].geometry.position[2] == doctest::Approx(3.0 * i));
+    CHECK(s.frames[i].geometry.pixel_spacing[0] == doctest::Approx(0.7));
+    CHECK(s.frames[i].geometry.pixel_spacing[1] == doctest::Approx(0.8));
+    CHECK(s.frames[i].geometry.slice_thickness == doctest::Approx(3));
+    CHECK(s.frames[i].geometry.rescale_slope == doctest::Approx(2));
+    CHECK(s.frames[i].geometry.rescale_intercept == doctest::Approx(-100));
+  }
+  CHECK(s.spacing_between_slices == doctest::Approx(3));
+}
+
+TEST_CASE("inconsistent geometry makes one series fail while the other series of the study is fine") {
+  struct Case {
+    const char* name;
+    std::vector<std::array<double, 3>> positions;
+    std::vector<uint16_t> rows;
+    std::vector<std::array<double, 6>> orientations;
+    std::vector<uint16_t> samples;
+    const char* expected;
+  };
+  const std::array<double, 6> axial = {1, 0, 0, 0, 1, 0};
+  const std::array<double, 6> coronal = {1, 0, 0, 0, 0, -1};
+  const std::vector<Case> cases = {
+      {"rows", {{0, 0, 0}, {0, 0, 1}, {0, 0, 2}}, {4, 4, 6}, {axial, axial, axial}, {1, 1, 1}, "Rows/Columns"},
+      {"orientation", {{0, 0, 0}, {0, 0, 1}, {0, 0, 2}}, {4, 4, 4}, {axial, coronal, axial}, {1, 1, 1},
+       "ImageOrientationPatient"},
+      {"duplicate", {{0, 0, 0}, {0, 0, 1}, {0, 0, 1}}, {4, 4, 4}, {axial, axial, axial}, {1, 1, 1}, "duplicate"},
+      {"uneven", {{0, 0, 0}, {0, 0, 1}, {0, 0, 2}, {0, 0, 3.5}}, {4, 4, 4, 4}, {axial, axial, axial, axial},
+       {1, 1, 1, 1}, "uneven"},
+      {"samples", {{0, 0, 0}, {0, 0, 1}}, {4, 4}, {axial, axial}, {1, 3}, "SamplesPerPixel"},
+  };
+  for (const Case& c : cases) {
+    const std::string name = c.name;
+    CAPTURE(name);
+    TempDir dir;
+    for (size_t i = 0; i < c.positions.size(); ++i) {
+      SliceSpec bad;
+      bad.series_uid = "1.2.3.1.1";
+      bad.instance_number = static_cast<int>(i + 1);
+      bad.position = c.positions[i];
+      bad.rows = c.rows[i];
+      bad.orientation = c.orientations[i];
+      if (c.samples[i] == 3) {
+        bad.samples_per_pixel = 3;
+        bad.photometric = "RGB";
+        bad.bits_allocated = bad.bits_stored = 8;
+      }
+      WriteSlice(bad, dir / ("bad" + std::to_string(i)));
+      SliceSpec good;
+      good.series_uid = "1.2.3.1.2";
+      good.series_number = 2;
+      good.instance_number = static_cast<int>(i + 1);
+      good.position = std::array<double, 3>{0, 0, 2.0 * i};
+      WriteSlice(good, dir / ("good" + std::to_string(i)));
+    }
+    auto result = ScanDirectory(dir.path());
+    REQUIRE(result.ok());
+    REQUIRE(result->studies.size() == 1);
+    REQUIRE(result->studies[0].series.size() == 2);
+    const Series* bad = FindSeries(*result, "1.2.3.1.1");
+    const Series* good = FindSeries(*result, "1.2.3.1.2");
+    REQUIRE(bad != nullptr);
+    REQUIRE(good != nullptr);
+    CHECK(bad->error.find(c.expected) != std::string::npos);
+    CHECK(bad->spacing_between_slices == 0);
+    CHECK(good->error.empty());
+    CHECK(good->spacing_between_slices == doctest::Approx(2));
+  }
+}
+
+TEST_CASE("slice gaps within 10% of the median are accepted") {
+  TempDir dir;
+  const double z[] = {0, 1.0, 2.05, 3.0, 4.02};
+  for (int i = 0; i < 5; ++i) {
+    SliceSpec spec;
+    spec.instance_number = i + 1;
+    spec.position = std::array<double, 3>{0, 0, z[i]};
+    WriteSlice(spec, dir / ("s" + std::to_string(i)));
+  }
+  auto result = ScanDirectory(dir.path());
+  REQUIRE(result.ok());
+  CHECK(result->studies[0].series[0].error.empty());
+  CHECK(result->studies[0].series[0].spacing_between_slices == doctest::Approx(1.0).epsilon(0.05));
+}
+
+// Writes an encapsulated object that claims `xfer`, with one dummy fragment.
+void WriteFakeEncapsulated(const fs::path& path, E_TransferSyntax xfer) {
+  SliceSpec spec;
+  spec.omit_pixel_data = true;
+  auto file = testing::MakeSlice(spec);
+  auto* pixel_data = new DcmPixelData(DCM_PixelData);
+  auto* sequence = new DcmPixelSequence(DCM_PixelSequenceTag);
+  sequence->insert(new DcmPixelItem(DCM_PixelItemTag));  // empty basic offset table
+  auto* fragment = new DcmPixelItem(DCM_PixelItemTag);
+  const Uint8 junk[16] = {0xff, 0x4f, 0xff, 0x51, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  fragment->putUint8Array(junk, sizeof(junk));
+  sequence->insert(fragment);
+  pixel_data->putOriginalRepresentation(xfer, nullptr, sequence);
+  REQUIRE(file->getDataset()->insert(pixel_data).good());
+  REQUIRE(file->saveFile(path.c_str(), xfer).good());
+}
+
+TEST_CASE("JPEG 2000 (no codec here) gives a series error naming the transfer syntax, before any decode") {
+  TempDir dir;
+  WriteFakeEncapsulated(dir / "j2k.dcm", EXS_JPEG2000LosslessOnly);
+  auto result = ScanDirectory(dir.path());
+  REQUIRE(result.ok());
+  REQUIRE(result->studies.size() == 1);
+  const Series& s = result->studies[0].series[0];
+  CHECK(s.error.find("1.2.840.10008.1.2.4.90") != std::string::npos);
+  CHECK(s.error.find("JPEG 2000") != std::string::npos);
+  CHECK(s.instances[0].transfer_syntax_uid == "1.2.840.10008.1.2.4.90");
+  std::vector<float> buffer(16);
+  Status st = ReadFrame(s, 0, AIHUB_PIXEL_FLOAT32_MODALITY, buffer.data(), buffer.size() * sizeof(float));
+  CHECK(st.code() == AIHUB_UNIMPLEMENTED);
+}
+
+TEST_CASE("bad files are rejected with a reason and the rest of the folder scans") {
+  TempDir dir;
+  SliceSpec good;
+  good.rows = 16;
+  good.columns = 16;
+  WriteSlice(good, dir / "good.dcm");
+  {
+    std::ofstream(dir / "notes.txt") << "this is not a DICOM file, just some notes\n";
+  }
+  {
+    SliceSpec spec = good;
+    spec.instance_number = 2;
+    WriteSlice(spec, dir / "truncated.dcm");
+    fs::resize_file(dir / "truncated.dcm", fs::file_size(dir / "truncated.dcm") - 16 * 16);  // half the pixels
+  }
+  {
+    SliceSpec spec = good;
+    spec.instance_number = 3;
+    spec.omit_pixel_data = true;
+    WriteSlice(spec, dir / "nopixels.dcm");
+  }
+  {
+    SliceSpec spec = good;
+    spec.instance_number = 4;
+    spec.rows = 0;
+    spec.pixel_bytes = {0, 0};
+    WriteSlice(spec, dir / "rows0.dcm");
+  }
+  {
+    SliceSpec spec = good;
+    spec.instance_number = 5;
+    spec.rows = 64;
+    spec.columns = 64;
+    WriteSlice(spec, dir / "big.dcm");
+  }
+  {
+    SliceSpec spec = good;
+    spec.instance_number = 6;
+    spec.study_uid.clear();
+    WriteSlice(spec, dir / "nostudy.dcm");
+  }
+  {
+    SliceSpec spec = good;
+    spec.instance_number = 7;
+    spec.series_uid.clear();
+    spec.sop_uid = "1.2.3.77";
+    WriteSlice(spec, dir / "noseries.dcm");
+  }
+  WriteSlice(good, dir / "zz-duplicate.dcm");  // same SOPInstanceUID as good.dcm
+  {
+    std::ofstream(dir / "empty.dcm");
+  }
+
+  ScanLimits limits;
+  limits.max_frame_pixels = 1000;  // 16x16 fits, 64x64 does not
+  auto result = ScanDirectory(dir.path(), limits);
+  REQUIRE(result.ok());
+  REQUIRE(result->studies.size() == 1);
+  REQUIRE(result->studies[0].series.size() == 1);
+  CHECK(result->studies[0].series[0].instances.size() == 1);
+  CHECK(result->studies[0].series[0].instances[0].path.filename() == "good.dcm");
+  CHECK(result->rejected.size() == 9);
+  CHECK(ReasonFor(*result, "notes.txt") == "not a DICOM file");
+  CHECK(ReasonFor(*result, "empty.dcm") == "not a DICOM file");
+  CHECK(ReasonFor(*result, "truncated.dcm").find("truncated") == 0);
+  CHECK(ReasonFor(*result, "nopixels.dcm") == "no PixelData");
+  CHECK(ReasonFor(*result, "rows0.dcm") == "Rows is 0");
+  CHECK(ReasonFor(*result, "big.dcm").find("Rows*Columns 4096 over the limit") == 0);
+  CHECK(ReasonFor(*result, "nostudy.dcm") == "missing StudyInstanceUID");
+  CHECK(ReasonFor(*result, "noseries.dcm") == "missing SeriesInstanceUID");
+  CHECK(ReasonFor(*result, "zz-duplicate.dcm").find("duplicate SOPInstanceUID") == 0);
+
+  ScanLimits row_limit;
+  row_limit.max_rows = 8;
+  ScanResult by_rows = ScanFiles({dir / "good.dcm"}, row_limit);
+  REQUIRE(by_rows.rejected.size() == 1);
+  CHECK(by_rows.rejected[0].reason.find("Rows 16 over the limit") == 0);
+}
+
+TEST_CASE("truncated encapsulated pixel data is rejected") {
+  TempDir dir;
+  SliceSpec spec;
+  spec.rows = 32;
+  spec.columns = 32;
+  testing::WriteSlice(spec, dir / "rle.dcm", EXS_RLELossless);
+  fs::resize_file(dir / "rle.dcm", fs::file_size(dir / "rle.dcm") - 300);
+  ScanResult result = ScanFiles({dir / "rle.dcm"});
+  REQUIRE(result.rejected.size() == 1);
+  CHECK(result.rejected[0].reason.find("truncated") == 0);
+}
+
+TEST_CASE("scanning stops before pixel data for the TagMap and keeps big values out") {
+  TempDir dir;
+  SliceSpec spec;
+  auto file = testing::MakeSlice(spec);
+  file->getDataset()->putAndInsertString(DCM_ImageComments, std::string(100000, 'x').c_str());
+  testing::WriteFile(*file, dir / "long.dcm", EXS_LittleEndianExplicit);
+  ScanResult result = ScanFiles({dir / "long.dcm"});
+  REQUIRE(result.studies.size() == 1);
+  CHECK(FindTag(result.studies[0].series[0].tags, 0x00204000) == nullptr);  // ImageComments, 100 kB
+  CHECK(FindTag(result.studies[0].series[0].tags, 0x00020010) != nullptr);  // TransferSyntaxUID (meta)
+}
+
+}  // namespace
+}  // namespace aihub::dicom
