@@ -321,6 +321,16 @@ Status AddContributingEquipment(const Result& r, const Timestamp& ts, DcmItem& d
   return s;
 }
 
+// PS3.3 C.12.1.1.2.1: private coding schemes are identified in the Coding Scheme Identification Sequence.
+Status IdentifyLocalScheme(DcmItem& dataset) {
+  DcmItem* item = nullptr;
+  AIHUB_SR_CHECK(dataset.findOrCreateSequenceItem(DCM_CodingSchemeIdentificationSequence, item, -2), "schemes");
+  Status s = Put(*item, DCM_CodingSchemeDesignator, kLocalScheme, "scheme designator");
+  if (s.ok()) s = Put(*item, DCM_CodingSchemeName, "aihub local codes", "scheme name");
+  if (s.ok()) s = Put(*item, DCM_CodingSchemeResponsibleOrganization, "aihub", "scheme organization");
+  return s;
+}
+
 StatusOr<std::string> Serialize(DcmFileFormat& file) {
   const E_TransferSyntax xfer = EXS_LittleEndianExplicit;
   OFCondition cond = file.validateMetaInfo(xfer);
@@ -432,6 +442,7 @@ StatusOr<std::string> EncodeSr(const Result& r) {
   if (s.ok()) s = Put(dataset, DCM_InstanceCreationDate, ts->date, "instance creation date");
   if (s.ok()) s = Put(dataset, DCM_InstanceCreationTime, ts->time, "instance creation time");
   if (s.ok()) s = AddContributingEquipment(r, *ts, dataset);
+  if (s.ok()) s = IdentifyLocalScheme(dataset);
   if (!s.ok()) return s;
   return Serialize(file);
 }

@@ -274,7 +274,8 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
     LogError("jobs", job.job_key + ": cannot store the result: " + st.ToString());
     return outcome;
   }
-  for (const store::OutboxItem& item : planner_ ? planner_(result, encoded) : std::vector<store::OutboxItem>{}) {
+  for (store::OutboxItem& item : planner_ ? planner_(result, encoded) : std::vector<store::OutboxItem>{}) {
+    item.job_id = job.id;
     if (Status st = store_.Enqueue(item); !st.ok()) {
       LogError("jobs", job.job_key + ": cannot enqueue delivery " + item.idempotency_key + ": " + st.ToString());
     }

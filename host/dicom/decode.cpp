@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -201,9 +202,9 @@ Status ReadFrame(const Series& series, uint32_t frame_index, aihub_pixel_format 
   DcmPixelData* pixel_data = OFstatic_cast(DcmPixelData*, element);
   const DcmXfer xfer(ds->getOriginalXfer());
 
-  // One staging buffer per thread, reused across calls: the decoders write stored values, which are then
-  // converted into the caller's format.
-  thread_local std::vector<uint8_t> staging;
+  // The decoders write stored values here; they are then converted into the caller's format. Allocated per
+  // call (not zero-filled) so that no thread keeps a whole-slide-sized buffer alive between calls.
+  std::unique_ptr<uint8_t[]> staging;
   std::string model;
   uint64_t frame_bytes = 0;
   if (!xfer.isEncapsulated()) {
@@ -213,9 +214,9 @@ Status ReadFrame(const Series& series, uint32_t frame_index, aihub_pixel_format 
     if (frame_bytes == 0 || offset + frame_bytes > element->getLength()) {
       return DataLoss("PixelData too short for frame " + std::to_string(frame.frame_number));
     }
-    staging.resize(frame_bytes + 1);
+    staging.reset(new uint8_t[frame_bytes + 1]);
     // Reads only this frame's bytes from the file, swapped to host byte order.
-    cond = element->getPartialValue(staging.data(), static_cast<Uint32>(offset), static_cast<Uint32>(frame_bytes));
+    cond = element->getPartialValue(staging.get(), static_cast<Uint32>(offset), static_cast<Uint32>(frame_bytes));
     if (cond.bad()) return DataLoss("cannot read frame " + std::to_string(frame.frame_number) + ": " + cond.text());
     element->compact();
     model = pm.photometric;
@@ -225,11 +226,11 @@ Status ReadFrame(const Series& series, uint32_t frame_index, aihub_pixel_format 
       return DataLoss("cannot size the decoded frame");
     }
     frame_bytes = size;
-    staging.resize(frame_bytes + 1);  // decoders may write one pad byte for odd sizes
+    staging.reset(new uint8_t[frame_bytes + 1]);  // decoders may write one pad byte for odd sizes
     Uint32 start_fragment = 0;        // 0: the codec finds the frame's first fragment itself
     OFString decoded_model;
-    cond = pixel_data->getUncompressedFrame(ds, frame.frame_number - 1, start_fragment, staging.data(),
-                                            static_cast<Uint32>(staging.size()), decoded_model);
+    cond = pixel_data->getUncompressedFrame(ds, frame.frame_number - 1, start_fragment, staging.get(),
+                                            static_cast<Uint32>(frame_bytes + 1), decoded_model);
     if (cond.bad()) {
       return DataLoss("cannot decode frame " + std::to_string(frame.frame_number) + " (" + xfer.getXferName() +
                       "): " + cond.text());
@@ -240,19 +241,19 @@ Status ReadFrame(const Series& series, uint32_t frame_index, aihub_pixel_format 
   if (format == AIHUB_PIXEL_RGB8) {
     if (pm.bits_allocated != 8) return FailedPrecondition("RGB8 needs 8-bit colour data");
     // Decoders that convert YBR report the colour model they produced (e.g. JPEG baseline gives "RGB").
-    return ToRgb(staging.data(), pm, model, !xfer.isEncapsulated(), static_cast<uint8_t*>(buffer));
+    return ToRgb(staging.get(), pm, model, !xfer.isEncapsulated(), static_cast<uint8_t*>(buffer));
   }
   if (pm.samples_per_pixel != 1) return FailedPrecondition("FLOAT32_MODALITY needs a monochrome frame");
   float* out = static_cast<float*>(buffer);
   switch (pm.bits_allocated) {
     case 8:
-      ToModality<uint8_t>(staging.data(), pixels, pm, g.rescale_slope, g.rescale_intercept, out);
+      ToModality<uint8_t>(staging.get(), pixels, pm, g.rescale_slope, g.rescale_intercept, out);
       break;
     case 16:
-      ToModality<uint16_t>(staging.data(), pixels, pm, g.rescale_slope, g.rescale_intercept, out);
+      ToModality<uint16_t>(staging.get(), pixels, pm, g.rescale_slope, g.rescale_intercept, out);
       break;
     default:
-      ToModality<uint32_t>(staging.data(), pixels, pm, g.rescale_slope, g.rescale_intercept, out);
+      ToModality<uint32_t>(staging.get(), pixels, pm, g.rescale_slope, g.rescale_intercept, out);
       break;
   }
   return Status::Ok();

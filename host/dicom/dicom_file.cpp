@@ -51,8 +51,10 @@ uint64_t NativeFrameBytes(uint32_t rows, uint32_t columns, uint32_t samples_per_
   if (bits_allocated == 0 || bits_allocated % 8 != 0) return 0;
   const uint64_t pixels = uint64_t{rows} * columns;
   const uint64_t bytes = bits_allocated / 8;
-  // YBR_FULL_422 stores two luminance samples and one chroma pair per two pixels (PS3.3 C.7.6.3.1.2).
-  if (samples_per_pixel == 3 && photometric == "YBR_FULL_422") return pixels * 2 * bytes;
+  // YBR_FULL_422 stores two luminance samples and one chroma pair per two pixels of a row (PS3.3 C.7.6.3.1.2).
+  if (samples_per_pixel == 3 && photometric == "YBR_FULL_422") {
+    return uint64_t{rows} * ((columns + 1) / 2) * 4 * bytes;
+  }
   return pixels * samples_per_pixel * bytes;
 }
 

@@ -234,17 +234,13 @@ bool ParseFile(const fs::path& path, const ScanLimits& limits, ParsedFile& out, 
                " expected";
       return false;
     }
-    // The element header may claim the full length while the file ends early; its last bytes must be there.
-    if (length >= 2 && xfer.getStreamCompression() == ESC_none) {
-      Uint8 tail[2];
-      if (pixel_element->getPartialValue(tail, length - 2, 2).bad()) {
-        reason = "truncated: PixelData ends beyond the end of the file";
-        pixel_element->compact();
-        return false;
-      }
-      pixel_element->compact();
-    }
+    // A file cut inside PixelData fails in LoadHeader already: DCMTK compares value lengths with the bytes
+    // left in the file even for values it leaves on disk.
   } else if (xfer.isEncapsulated()) {
+    if (pixel_element->ident() != EVR_PixelData) {
+      reason = "corrupt: PixelData is not encapsulated as its transfer syntax requires";
+      return false;
+    }
     DcmPixelData* pixel_data = OFstatic_cast(DcmPixelData*, pixel_element);
     E_TransferSyntax original = EXS_Unknown;
     const DcmRepresentationParameter* param = nullptr;
@@ -253,6 +249,12 @@ bool ParseFile(const fs::path& path, const ScanLimits& limits, ParsedFile& out, 
     if (pixel_data->getEncapsulatedRepresentation(original, param, sequence).bad() || sequence == nullptr ||
         sequence->card() < 2) {
       reason = "truncated or corrupt: encapsulated PixelData has no fragments";
+      return false;
+    }
+    // Every frame has at least one fragment of its own (PS3.5 A.4); item 0 is the offset table.
+    if (sequence->card() - 1 < static_cast<unsigned long>(frames)) {
+      reason = "truncated or corrupt: " + std::to_string(sequence->card() - 1) + " fragments for " +
+               std::to_string(frames) + " frames";
       return false;
     }
   }

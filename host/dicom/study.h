@@ -31,7 +31,7 @@ struct ScanLimits {
   uint32_t max_rows = 65535;              // Rows and Columns are US in DICOM; 0 is rejected
   uint32_t max_columns = 65535;
   uint64_t max_frame_pixels = 1ull << 27; // rows * columns of one frame (128 Mpixel)
-  uint32_t max_frames_per_series = 1000000;
+  uint32_t max_frames_per_series = 1000000;  // also bounds NumberOfFrames of one file
 };
 
 // Geometry of one frame; the same fields the plugin ABI exposes (aihub_frame_geometry).
@@ -70,10 +70,15 @@ struct Frame {
   FrameGeometry geometry;
 };
 
+// A series is treated as a volume when it has two or more frames, every frame has ImagePositionPatient and
+// ImageOrientationPatient, and no multi-frame object in it shares one position across its frames (plain
+// multi-frame objects without per-frame PlanePositionSequence keep instance/frame order). A volume must have equal
+// Rows/Columns and orientation (1e-4 per direction cosine), distinct positions (>= 0.001 mm apart along the
+// normal) and gaps within 10% of the median gap; otherwise `error` says which rule broke.
 struct Series {
   std::string series_instance_uid;
   TagMap tags;                      // from the first instance (study-level tags included)
-  std::vector<Instance> instances;
+  std::vector<Instance> instances;  // ordered by InstanceNumber, then path
   std::vector<Frame> frames;        // sorted: along the slice normal for volumes, else instance/frame number
   double spacing_between_slices = 0; // from sorted positions; 0 when the series is not a regular volume
   // Non-empty when the series cannot be processed (inconsistent geometry, unsupported transfer syntax, ...):
@@ -84,7 +89,7 @@ struct Series {
 struct Study {
   std::string study_instance_uid;
   TagMap tags;                      // from the first instance of the first series
-  std::vector<Series> series;
+  std::vector<Series> series;       // ordered by SeriesNumber, then SeriesInstanceUID
 };
 
 // A file that could not be used, and why ("not a DICOM file", "truncated", "missing StudyInstanceUID", ...).
@@ -98,9 +103,12 @@ struct ScanResult {
   std::vector<RejectedFile> rejected;
 };
 
-// Scans `dir` recursively. Never throws for bad files: they land in `rejected`.
+// Scans `dir` recursively (regular files, directory symlinks not followed). Never throws for bad files: they
+// land in `rejected`. NOT_FOUND when `dir` is not a directory; RESOURCE_EXHAUSTED when it holds more than
+// limits.max_files files.
 StatusOr<ScanResult> ScanDirectory(const std::filesystem::path& dir, const ScanLimits& limits = {});
-// Groups the given files (e.g. one study folder from a spool) the same way.
+// Groups the given files (e.g. one study folder from a spool) the same way; files past limits.max_files are
+// rejected. A duplicate SOPInstanceUID keeps the first file in the given order.
 ScanResult ScanFiles(const std::vector<std::filesystem::path>& files, const ScanLimits& limits = {});
 
 // Registers DCMTK's decompression codecs (JPEG baseline/extended/lossless, JPEG-LS, RLE) once per process.
@@ -110,7 +118,11 @@ void RegisterCodecs();
 //  AIHUB_PIXEL_FLOAT32_MODALITY: rows*columns floats, stored value * slope + intercept (monochrome only);
 //  AIHUB_PIXEL_RGB8: rows*columns*3 bytes (colour frames; monochrome frames are refused).
 // Errors: INVALID_ARGUMENT (index, buffer size), FAILED_PRECONDITION (format does not suit the frame),
-// UNIMPLEMENTED (transfer syntax without a codec), DATA_LOSS (missing/truncated/corrupt pixel data).
+// UNIMPLEMENTED (transfer syntax without a codec), DATA_LOSS (missing/truncated/corrupt pixel data, or the file
+// changed since the scan). Series::error other than an unsupported transfer syntax does not stop ReadFrame (each
+// frame carries its own geometry); the host does not hand such series to plugins.
+// Thread-safe: every call parses its own copy of the file header (values over 4 KiB stay on disk) and reads only
+// the bytes of the requested frame, so memory stays at about one frame per call.
 Status ReadFrame(const Series& series, uint32_t frame_index, aihub_pixel_format format, void* buffer,
                  uint64_t buffer_size);
 

@@ -134,7 +134,7 @@ std::string IsoUtc(int64_t ms) {
   time_t t = static_cast<time_t>(secs);
   struct tm tm {};
   gmtime_r(&t, &tm);
-  char buf[40];
+  char buf[96];  // ints can be wide in theory; -Wformat-truncation checks that
   std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
   return buf;
@@ -165,7 +165,7 @@ std::string Hostname() {
 std::string RandomToken() {
   std::random_device rd;
   uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(Clock::now().time_since_epoch().count());
-  char buf[17];
+  char buf[32];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
   return buf;
 }

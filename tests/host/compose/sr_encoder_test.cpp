@@ -25,6 +25,8 @@ using testing::WriteFile;
 // Runs dciodvfy; returns its "Error" lines, printing warnings so a reviewer sees them.
 std::string DciodvfyErrors(const fs::path& file) {
   std::string out = Run("dciodvfy -new '" + file.string() + "'");
+  // dciodvfy names the IOD it checked first; without that it did not run (or did not recognise the file).
+  REQUIRE_MESSAGE(out.find("Comprehensive3DSR") != std::string::npos, out);
   std::istringstream lines(out);
   std::string line, errors;
   while (std::getline(lines, line)) {
@@ -43,6 +45,42 @@ std::string CodePairs(DSRDocumentTree& tree) {
     if (item.getValueType() == DSRTypes::VT_Code) {
       out += std::string(item.getConceptName().getCodeValue().c_str()) + "=" +
              item.getCodeValue().getCodeValue().c_str() + "\n";
+    }
+  } while (tree.iterate() > 0);
+  return out;
+}
+
+// "<graphic type> <points> <referenced SOP instance> frame <n|->" per SCOORD, in document order.
+std::string ScoordSummary(DSRDocumentTree& tree) {
+  std::string out;
+  if (tree.gotoRoot() == 0) return out;
+  do {
+    DSRContentItem& item = tree.getCurrentContentItem();
+    if (item.getValueType() != DSRTypes::VT_SCoord) continue;
+    DSRSpatialCoordinatesValue* scoord = item.getSpatialCoordinatesPtr();
+    out += std::string(DSRTypes::graphicTypeToEnumeratedValue(scoord->getGraphicType())) + " " +
+           std::to_string(scoord->getGraphicDataList().getNumberOfItems()) + " ";
+    if (tree.goDown() > 0) {
+      DSRImageReferenceValue* image = tree.getCurrentContentItem().getImageReferencePtr();
+      out += image != nullptr ? image->getSOPInstanceUID().c_str() : "<no image>";
+      DSRImageFrameList& frames = image->getFrameList();
+      Sint32 frame = 0;
+      out += frames.isEmpty() || frames.getItem(1, frame).bad() ? std::string(" frame -")
+                                                                 : " frame " + std::to_string(frame);
+      tree.goUp();
+    }
+    out += "\n";
+  } while (tree.iterate() > 0);
+  return out;
+}
+
+// Values of all TEXT items, one a line.
+std::string TextValues(DSRDocumentTree& tree) {
+  std::string out;
+  if (tree.gotoRoot() == 0) return out;
+  do {
+    if (tree.getCurrentContentItem().getValueType() == DSRTypes::VT_Text) {
+      out += std::string(tree.getCurrentContentItem().getStringValue().c_str()) + "\n";
     }
   } while (tree.iterate() > 0);
   return out;
@@ -78,6 +116,12 @@ TEST_CASE("SR of a head CT result validates with dciodvfy and reads back with DC
   CHECK(codes.find("50960005=52101004\n") != std::string::npos);  // hemorrhage: Present
   CHECK(codes.find("RID4700=2667000\n") != std::string::npos);    // midline shift: Absent
   CHECK(codes.find("urgency=critical\n") != std::string::npos);
+  CHECK(codes.find("363698007=12738006\n") != std::string::npos);  // finding site: brain
+  CHECK(codes.find("272741003=7771000\n") != std::string::npos);   // laterality: left
+  CHECK(ScoordSummary(doc.getTree()) ==
+        std::string("POLYLINE 5 ") + testing::kEnhancedCtUid + " frame 17\n" + "POINT 1 " + testing::kCtImageUid2 +
+            " frame -\n");
+  CHECK(TextValues(doc.getTree()).find(FindingIdentifier(r, 1) + "\n") != std::string::npos);
 
   DcmItem* equipment = nullptr;
   REQUIRE(ff.getDataset()->findAndGetSequenceItem(DCM_ContributingEquipmentSequence, equipment, 0).good());
@@ -111,6 +155,37 @@ TEST_CASE("SR without findings validates") {
   REQUIRE_MESSAGE(sr.ok(), sr.status().ToString());
   fs::path dir = testing::TempDir("sr");
   CHECK(DciodvfyErrors(WriteFile(dir, "empty.dcm", *sr)) == "");
+  fs::remove_all(dir);
+}
+
+TEST_CASE("SR keeps hostile and non-ASCII text valid") {
+  Result r = MakeHeadCtResult();
+  r.study.patient_name = "M\xc3\xbcller\\Back^J\xc3\xbcrgen";
+  r.study.study_description = std::string(200, 'x');
+  r.study.patient_birth_date = "not a date";
+  r.algorithm.name = "Name\\with\\backslashes";
+  r.findings[0].text = "line1\r\nline2\x01 \xc3\xa9";
+  r.findings[1].concept = {"a-very-long-code-value-beyond-16", "99LOCAL", std::string(100, 'm')};
+  r.findings[0].regions[0].graphic_type = GraphicType::kEllipse;
+  r.findings[0].regions[0].points = {10, 20, 50, 20, 30, 10, 30, 30};
+  StatusOr<std::string> sr = EncodeSr(r);
+  REQUIRE_MESSAGE(sr.ok(), sr.status().ToString());
+  fs::path dir = testing::TempDir("sr");
+  CHECK(DciodvfyErrors(WriteFile(dir, "hostile.dcm", *sr)) == "");
+  fs::remove_all(dir);
+}
+
+TEST_CASE("the dciodvfy check notices a broken SR") {
+  StatusOr<std::string> sr = EncodeSr(MakeHeadCtResult());
+  REQUIRE(sr.ok());
+  fs::path dir = testing::TempDir("sr");
+  fs::path file = WriteFile(dir, "broken.dcm", *sr);
+  DcmFileFormat ff;
+  REQUIRE(ff.loadFile(file.c_str()).good());
+  ff.getDataset()->findAndDeleteElement(DCM_ContentDate);
+  ff.getDataset()->findAndDeleteElement(DCM_CompletionFlag);
+  REQUIRE(ff.saveFile(file.c_str(), EXS_LittleEndianExplicit).good());
+  CHECK(DciodvfyErrors(file) != "");
   fs::remove_all(dir);
 }
 

@@ -197,3 +197,26 @@ TEST_CASE("plugin ids are validated") {
 }
 
 }  // namespace aihub::plugins
+
+namespace aihub::plugins {
+
+TEST_CASE("the plugin author's guide example is the code that is built, and it loads") {
+  auto read = [](const std::string& p) {
+    std::ifstream in(std::string(AIHUB_SOURCE_DIR) + "/" + p);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string guide = read("plugin_api/README.md");
+  const std::string example = read("plugin_api/examples/brightspot.cpp");
+  REQUIRE(!example.empty());
+  CHECK(guide.find("```cpp\n" + example + "```") != std::string::npos);
+
+  aihub::testing::TempDir cache("cache");
+  LoadOptions o;
+  o.source = aihub::testing::TestPlugin("brightspot");
+  o.cache_dir = cache.path();
+  auto p = LoadedPlugin::Load(o);
+  REQUIRE_MESSAGE(p.ok(), p.status().ToString());
+  CHECK((*p)->info().id == "brightspot");
+}
+
+}  // namespace aihub::plugins
