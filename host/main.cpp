@@ -1,9 +1,11 @@
 // aihubd: the aihub host.
 //
 //   aihubd analyze [--config FILE] --input DIR --output DIR [--calling-ae AE] [--hl7-location LOC]
+//   aihubd serve [--config FILE] --inbox DIR --output DIR [--calling-ae AE] [--hl7-location LOC]
 //   aihubd verify-audit [--config FILE | --db FILE]
 //   aihubd check-config [--config FILE]
 //   aihubd version
+#include <dcmtk/oflog/oflog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 #include "common/log.h"
 #include "config/site_config.h"
 #include "core/analyze.h"
+#include "core/serve.h"
 #include "store/job_store.h"
 
 namespace aihub {
@@ -32,6 +35,7 @@ using aihub::StatusOr;
 constexpr const char* kUsage =
     "usage:\n"
     "  aihubd analyze [--config FILE] --input DIR --output DIR [--calling-ae AE] [--hl7-location LOC]\n"
+    "  aihubd serve [--config FILE] --inbox DIR --output DIR [--calling-ae AE] [--hl7-location LOC]\n"
     "  aihubd verify-audit [--config FILE | --db FILE]\n"
     "  aihubd check-config [--config FILE]\n"
     "  aihubd version\n"
@@ -87,6 +91,26 @@ int Analyze(int argc, char** argv) {
   return aihub::core::RunAnalyze(*config, options, std::cout);
 }
 
+int Serve(int argc, char** argv) {
+  std::map<std::string, std::string> opts;
+  if (!ParseOptions(argc, argv, {"config", "inbox", "output", "calling-ae", "hl7-location"}, &opts)) return 2;
+  if (!opts.count("inbox") || !opts.count("output")) {
+    std::cerr << "aihubd serve: --inbox and --output are required\n" << kUsage;
+    return 2;
+  }
+  auto config = LoadConfig(opts);
+  if (!config.ok()) {
+    std::cerr << "aihubd: " << config.status().message() << "\n";
+    return 2;
+  }
+  aihub::core::ServeOptions options;
+  options.inbox = opts["inbox"];
+  options.output = opts["output"];
+  options.context.calling_ae = opts["calling-ae"];
+  options.context.hl7_location = opts["hl7-location"];
+  return aihub::core::RunServe(*config, options, std::cout);
+}
+
 int VerifyAudit(int argc, char** argv) {
   std::map<std::string, std::string> opts;
   if (!ParseOptions(argc, argv, {"config", "db"}, &opts)) return 2;
@@ -133,8 +157,12 @@ int main(int argc, char** argv) {
     std::cerr << kUsage;
     return 2;
   }
+  // DCMTK logs parse problems of untrusted files at ERROR level on its own; aihubd reports them itself, per
+  // file, so keep DCMTK's logger for fatal conditions only.
+  OFLog::configure(OFLogger::FATAL_LOG_LEVEL);
   const std::string cmd = argv[1];
   if (cmd == "analyze") return Analyze(argc, argv);
+  if (cmd == "serve") return Serve(argc, argv);
   if (cmd == "verify-audit") return VerifyAudit(argc, argv);
   if (cmd == "check-config") return CheckConfig(argc, argv);
   if (cmd == "version" || cmd == "--version") {

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "compose/result_json.h"
 #include "core/folder_sink.h"
+#include "core/host.h"
 #include "core/job_runner.h"
 #include "dicom/study.h"
 #include "plugins/registry.h"
@@ -59,6 +60,8 @@ std::string Number(double v) {
   return s.str();
 }
 
+}  // namespace
+
 // "1.2.3 hyperdensity 1.0.0: Intracranial hemorrhage PRESENT p=0.93 CRITICAL left | Volume 12.5 mL"
 std::string FindingLine(const Result& r, const Finding& f) {
   std::string line = r.study.study_instance_uid + " " + r.algorithm.plugin_id + " " + r.algorithm.version + ": " +
@@ -70,14 +73,7 @@ std::string FindingLine(const Result& r, const Finding& f) {
   return line;
 }
 
-std::string HostOwner() {
-  char host[256] = {0};
-  ::gethostname(host, sizeof host - 1);
-  return std::string(host) + ":" + std::to_string(::getpid());
-}
 
-// Analyze writes every encoding of every result to the output folder, whatever the governance mode: it is the
-// model team's validation loop, not a delivery to clinicians.
 DeliveryPlanner FilePlanner(const fs::path& output) {
   return [output](const Result& r, const EncodedResult& e) {
     const fs::path dir = output / r.study.study_instance_uid;  // validated UID (IsValidUid) before routing
@@ -97,6 +93,8 @@ DeliveryPlanner FilePlanner(const fs::path& output) {
   };
 }
 
+namespace {
+
 bool Terminal(store::JobState s) {
   return s == store::JobState::kSucceeded || s == store::JobState::kFailed || s == store::JobState::kDead;
 }
@@ -104,40 +102,19 @@ bool Terminal(store::JobState s) {
 }  // namespace
 
 int RunAnalyze(const config::SiteConfig& config, const AnalyzeOptions& options, std::ostream& out) {
-  std::error_code ec;
-  fs::create_directories(config.state_dir, ec);
-  if (ec) {
-    out << "error: cannot create state_dir " << config.state_dir << ": " << ec.message() << "\n";
-    return 2;
-  }
-  auto opened = store::JobStore::Open(config.state_dir / "aihub.db", HostOwner());
+  auto opened = Host::Open(config, FilePlanner(fs::absolute(options.output)));
   if (!opened.ok()) {
     out << "error: " << opened.status().ToString() << "\n";
     return 2;
   }
-  store::JobStore& store = **opened;
-  if (auto recovered = store.RecoverInterruptedJobs(); recovered.ok() && *recovered > 0) {
-    LogInfo("analyze", "resuming " + std::to_string(*recovered) + " interrupted job(s)");
-  }
-
-  plugins::PluginRegistry registry(
-      config.plugin_dir, config.state_dir / "plugin-cache",
-      [&config](const std::string& id) {
-        const config::PluginSettings* s = config.FindPlugin(id);
-        return s ? s->config_json : std::string("{}");
-      },
-      [&store](const plugins::ReloadEvent& e) {
-        nlohmann::json d = {{"file", e.file.string()}, {"version", e.version}, {"sha256", e.so_sha256},
-                            {"reason", e.reason}};
-        (void)store.Audit("aihubd", std::string("plugin.") + plugins::ReloadEventKindName(e.kind),
-                          e.plugin_id.empty() ? e.file.filename().string() : e.plugin_id, d.dump());
-      });
-  for (const plugins::ReloadEvent& e : registry.Rescan()) {
+  Host& host = **opened;
+  store::JobStore& store = host.store();
+  JobRunner& runner = host.runner();
+  for (const plugins::ReloadEvent& e : host.startup_events()) {
     if (e.kind == plugins::ReloadEvent::Kind::kRejected) {
       out << "plugin rejected: " << e.file.filename().string() << ": " << e.reason << "\n";
     }
   }
-  if (registry.Active().empty()) LogWarning("analyze", "no plugins loaded from " + config.plugin_dir.string());
 
   auto scanned = dicom::ScanDirectory(options.input);
   if (!scanned.ok()) {
@@ -148,8 +125,6 @@ int RunAnalyze(const config::SiteConfig& config, const AnalyzeOptions& options, 
     out << "skipped file " << r.path.string() << ": " << r.reason << "\n";
   }
 
-  StudyCatalog catalog;
-  JobRunner runner(config, store, registry, catalog, FilePlanner(fs::absolute(options.output)));
   bool failed = false;
   std::vector<std::string> study_uids;
   for (dicom::Study& study : scanned->studies) {
@@ -168,7 +143,7 @@ int RunAnalyze(const config::SiteConfig& config, const AnalyzeOptions& options, 
       out << shared->study_instance_uid << ": no plugin applies (department " << decision->department << ")\n";
     }
     study_uids.push_back(shared->study_instance_uid);
-    catalog.Add(shared, source);
+    host.catalog().Add(shared, source);
   }
 
   // Workers run jobs until every job of these studies is finished; retryable failures come back after their

@@ -117,14 +117,13 @@ StatusOr<std::shared_ptr<const dicom::Study>> StudyCatalog::Find(const std::stri
   return found;
 }
 
-JobRunner::JobRunner(const config::SiteConfig& config, store::JobStore& store, plugins::PluginRegistry& registry,
+JobRunner::JobRunner(const ConfigHolder& config, store::JobStore& store, plugins::PluginRegistry& registry,
                      StudyCatalog& catalog, DeliveryPlanner planner)
     : config_(config),
       store_(store),
       registry_(registry),
       catalog_(catalog),
-      planner_(std::move(planner)),
-      router_(config) {}
+      planner_(std::move(planner)) {}
 
 StatusOr<RouteDecision> JobRunner::Submit(const dicom::Study& study, const StudyContext& context,
                                           const std::string& source) {
@@ -138,7 +137,8 @@ StatusOr<RouteDecision> JobRunner::Submit(const dicom::Study& study, const Study
   store::StudyRecord record{study.study_instance_uid, source, TagsJson(study.tags).dump()};
   if (Status st = store_.UpsertStudy(record); !st.ok()) return st;
 
-  RouteDecision decision = router_.Route(study, context, registry_.Active());
+  const std::shared_ptr<const config::SiteConfig> config = config_.Get();
+  RouteDecision decision = router_.Route(*config, study, context, registry_.Active());
   for (const RouteSkip& skip : decision.skipped) {
     LogInfo("router", study.study_instance_uid + ": " + skip.plugin_id + " skipped: " + skip.reason);
   }
@@ -154,7 +154,7 @@ StatusOr<RouteDecision> JobRunner::Submit(const dicom::Study& study, const Study
     nj.department = job.department;
     nj.mode = config::ModeName(job.mode);
     nj.series_uids = job.series_uids;
-    nj.max_attempts = config_.host.job_max_attempts;
+    nj.max_attempts = config->host.job_max_attempts;
     auto id = store_.CreateJob(nj);
     if (!id.ok()) return id.status();
     routed.push_back({{"plugin", info.id}, {"version", info.version}, {"mode", nj.mode}, {"job_id", *id}});
@@ -169,7 +169,7 @@ StatusOr<RouteDecision> JobRunner::Submit(const dicom::Study& study, const Study
 }
 
 StatusOr<std::optional<JobOutcome>> JobRunner::RunNext() {
-  auto claimed = store_.ClaimJob(std::chrono::seconds(config_.host.job_lease_seconds));
+  auto claimed = store_.ClaimJob(std::chrono::seconds(config_.Get()->host.job_lease_seconds));
   if (!claimed.ok()) return claimed.status();
   if (!claimed->has_value()) return std::optional<JobOutcome>();
   return std::optional<JobOutcome>(Run(**claimed));

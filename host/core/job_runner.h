@@ -14,6 +14,7 @@
 
 #include "compose/result.h"
 #include "config/site_config.h"
+#include "core/config_holder.h"
 #include "core/router.h"
 #include "dicom/study.h"
 #include "plugins/registry.h"
@@ -55,7 +56,7 @@ struct JobOutcome {
 
 class JobRunner {
  public:
-  JobRunner(const config::SiteConfig& config, store::JobStore& store, plugins::PluginRegistry& registry,
+  JobRunner(const ConfigHolder& config, store::JobStore& store, plugins::PluginRegistry& registry,
             StudyCatalog& catalog, DeliveryPlanner planner);
 
   // Routes the study and creates its jobs (idempotent: a study submitted twice gets its jobs once).
@@ -71,7 +72,7 @@ class JobRunner {
   JobOutcome Run(const store::JobRecord& job);
   Status Fail(const store::JobRecord& job, const Status& why, JobOutcome* outcome);
 
-  const config::SiteConfig& config_;
+  const ConfigHolder& config_;
   store::JobStore& store_;
   plugins::PluginRegistry& registry_;
   StudyCatalog& catalog_;

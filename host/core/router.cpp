@@ -25,13 +25,13 @@ const config::Rule* Router::DefaultRule(const plugins::PluginInfo& info, std::st
   return &it->second.value();
 }
 
-RouteDecision Router::Route(const dicom::Study& study, const StudyContext& context,
-                            const std::vector<plugins::LoadedPluginPtr>& active) {
+RouteDecision Router::Route(const config::SiteConfig& config, const dicom::Study& study,
+                            const StudyContext& context, const std::vector<plugins::LoadedPluginPtr>& active) {
   RouteDecision decision;
-  decision.department = config_.DepartmentFor(SeriesTagSource(study.tags, context));
+  decision.department = config.DepartmentFor(SeriesTagSource(study.tags, context));
   for (const plugins::LoadedPluginPtr& plugin : active) {
     const plugins::PluginInfo& info = plugin->info();
-    const config::PluginSettings* settings = config_.FindPlugin(info.id);
+    const config::PluginSettings* settings = config.FindPlugin(info.id);
     if (settings == nullptr) {
       decision.skipped.push_back({info.id, "not enabled in the site config"});
       continue;

@@ -53,18 +53,16 @@ struct RouteDecision {
 
 class Router {
  public:
-  explicit Router(const config::SiteConfig& config) : config_(config) {}
-
   // Plugins are enabled only when the site config lists them (admins enable per department); the config's
-  // `match:` replaces the plugin's default rules. Mode `off` for the department means no job.
-  RouteDecision Route(const dicom::Study& study, const StudyContext& context,
+  // `match:` replaces the plugin's default rules. Mode `off` for the department means no job. The config is
+  // a parameter so a reloaded config applies to the next study without rebuilding the router.
+  RouteDecision Route(const config::SiteConfig& config, const dicom::Study& study, const StudyContext& context,
                       const std::vector<plugins::LoadedPluginPtr>& active);
 
  private:
   // The plugin's own default rules, compiled once per loaded version (keyed by .so sha256).
   const config::Rule* DefaultRule(const plugins::PluginInfo& info, std::string* error);
 
-  const config::SiteConfig& config_;
   std::mutex cache_mutex_;
   std::map<std::string, StatusOr<config::Rule>> default_rules_;
 };

@@ -122,7 +122,7 @@ class AnalyzeTest(unittest.TestCase):
         self.assertEqual(obs[0]["valueCodeableConcept"]["coding"][0]["code"], "52101004")
         # HL7: parsed by python3-hl7; the OBX carries the finding.
         import hl7
-        with open(os.path.join(out, "hyperdensity.oru.hl7")) as f:
+        with open(os.path.join(out, "hyperdensity.oru.hl7"), newline="") as f:  # keep the \r separators
             msg = hl7.parse(f.read())
         self.assertEqual(str(msg.segment("MSH")[9]), "ORU^R01^ORU_R01")
         self.assertTrue(any("52101004" in str(seg) for seg in msg.segments("OBX")))
@@ -194,7 +194,7 @@ class AnalyzeTest(unittest.TestCase):
                                  "  - id: fixed-work\n    modes: {default: silent}\n    config: {work_ms: 4000}\n")
         truth = ws.phantom(seed=5, slices=10, size=64)[0]
         proc = subprocess.Popen([AIHUBD, "analyze", "--config", ws.config, "--input", ws.input, "--output",
-                                 ws.output], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                 ws.output], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.time() + 60
             running = False

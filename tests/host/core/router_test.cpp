@@ -64,20 +64,20 @@ TEST_CASE("default rules from the descriptor select the matching series; mode co
   auto fixed = Load("fixed_work_v1", cache);  // default rules {Modality: CT}
   const config::SiteConfig config =
       Config("  - id: fixed-work\n    modes: {emergency: assistive, default: silent}\n");
-  Router router(config);
+  Router router;
 
-  RouteDecision d = router.Route(MakeStudy("EMERGENCY"), {}, {fixed});
+  RouteDecision d = router.Route(config, MakeStudy("EMERGENCY"), {}, {fixed});
   CHECK(d.department == "emergency");
   REQUIRE(d.jobs.size() == 1);
   CHECK(d.jobs[0].mode == config::Mode::kAssistive);
   CHECK(d.jobs[0].series_uids == std::vector<std::string>{"1.2.3.4.1", "1.2.3.4.2"});
 
-  d = router.Route(MakeStudy("RADIOLOGY"), {}, {fixed});
+  d = router.Route(config, MakeStudy("RADIOLOGY"), {}, {fixed});
   CHECK(d.department == "default");
   REQUIRE(d.jobs.size() == 1);
   CHECK(d.jobs[0].mode == config::Mode::kSilent);
 
-  d = router.Route(MakeStudy("RADIOLOGY"), {"CT_STROKE1", ""}, {fixed});
+  d = router.Route(config, MakeStudy("RADIOLOGY"), {"CT_STROKE1", ""}, {fixed});
   CHECK(d.department == "stroke");
   CHECK(d.jobs.at(0).mode == config::Mode::kSilent);  // no stroke mode: default
 }
@@ -88,8 +88,8 @@ TEST_CASE("a site match replaces the plugin's default rules") {
   const config::SiteConfig config = Config(
       "  - id: fixed-work\n    match: {Modality: CT, BodyPartExamined: [HEAD, BRAIN]}\n    modes: {default: "
       "integrated}\n");
-  Router router(config);
-  RouteDecision d = router.Route(MakeStudy(""), {}, {fixed});
+  Router router;
+  RouteDecision d = router.Route(config, MakeStudy(""), {}, {fixed});
   REQUIRE(d.jobs.size() == 1);
   CHECK(d.jobs[0].series_uids == std::vector<std::string>{"1.2.3.4.1"});
   CHECK(d.jobs[0].mode == config::Mode::kIntegrated);
@@ -103,8 +103,8 @@ TEST_CASE("plugins that are not enabled, off, or match nothing get no job, with 
   const config::SiteConfig config = Config(
       "  - id: fixed-work\n    modes: {emergency: 'off', default: silent}\n"
       "  - id: faulty\n    match: {Modality: MR}\n    modes: {default: silent}\n");
-  Router router(config);
-  RouteDecision d = router.Route(MakeStudy("EMERGENCY"), {}, {fixed, cmin, faulty});
+  Router router;
+  RouteDecision d = router.Route(config, MakeStudy("EMERGENCY"), {}, {fixed, cmin, faulty});
   CHECK(d.jobs.empty());
   REQUIRE(d.skipped.size() == 3);
   std::map<std::string, std::string> why;

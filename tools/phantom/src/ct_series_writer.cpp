@@ -164,7 +164,8 @@ Status WriteCtSlice(const StudyIdentity& study, const CtSeriesInfo& series, cons
     c = format.getMetaInfo()->putAndInsertString(DCM_SourceApplicationEntityTitle, study.calling_ae.c_str());
     if (c.bad()) return Internal(std::string("cannot set SourceApplicationEntityTitle: ") + c.text());
   }
-  c = format.saveFile(file.c_str(), EXS_LittleEndianExplicit);
+  c = format.saveFile(file.c_str(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0, 0,
+                      EWM_updateMeta);
   if (c.bad()) return Unavailable("cannot write " + file.string() + ": " + c.text());
   return Status::Ok();
 }

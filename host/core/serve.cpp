@@ -1,0 +1,144 @@
+#include "core/serve.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "common/log.h"
+#include "core/analyze.h"
+#include "core/folder_sink.h"
+#include "core/host.h"
+#include "dicom/study.h"
+
+namespace aihub::core {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Study folders in the inbox, oldest name first; hidden names are still being copied in.
+std::vector<fs::path> InboxFolders(const fs::path& inbox) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(inbox, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!name.empty() && name[0] != '.' && it->is_directory(ec)) out.push_back(it->path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+int RunServe(const config::SiteConfig& config, const ServeOptions& options, std::ostream& out) {
+  // Signals are taken synchronously by this thread only: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::error_code ec;
+  fs::create_directories(options.inbox, ec);
+  if (ec) {
+    out << "error: cannot create inbox " << options.inbox << ": " << ec.message() << std::endl;
+    return 2;
+  }
+  auto opened = Host::Open(config, FilePlanner(fs::absolute(options.output)));
+  if (!opened.ok()) {
+    out << "error: " << opened.status().ToString() << std::endl;
+    return 2;
+  }
+  Host& host = **opened;
+  host.registry().StartWatching(std::chrono::milliseconds(config.host.reload_poll_ms));
+
+  std::mutex out_mutex;
+  auto say = [&](const std::string& line) {
+    std::lock_guard<std::mutex> lock(out_mutex);
+    out << line << std::endl;
+  };
+  std::atomic<bool> stop{false};
+
+  std::thread inbox([&] {
+    std::set<fs::path> seen;
+    while (!stop) {
+      for (const fs::path& folder : InboxFolders(options.inbox)) {
+        if (!seen.insert(folder).second) continue;
+        auto scanned = dicom::ScanDirectory(folder);
+        if (!scanned.ok()) {
+          say("inbox " + folder.filename().string() + ": " + scanned.status().message());
+          continue;
+        }
+        for (const dicom::RejectedFile& r : scanned->rejected) say("skipped file " + r.path.string() + ": " + r.reason);
+        for (dicom::Study& study : scanned->studies) {
+          auto shared = std::make_shared<const dicom::Study>(std::move(study));
+          host.catalog().Add(shared, folder.string());
+          auto decision = host.runner().Submit(*shared, options.context, fs::absolute(folder).string());
+          if (!decision.ok()) {
+            say(shared->study_instance_uid + ": not processed: " + decision.status().message());
+          } else if (decision->jobs.empty()) {
+            say(shared->study_instance_uid + ": no plugin applies (department " + decision->department + ")");
+          }
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(options.inbox_poll_ms));
+    }
+  });
+
+  std::atomic<bool> failed{false};
+  auto worker = [&] {
+    while (!stop) {
+      auto next = host.runner().RunNext();
+      if (!next.ok()) {
+        LogError("serve", next.status().ToString());
+        failed = true;
+        stop = true;
+        break;
+      }
+      if (!next->has_value()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        continue;
+      }
+      const JobOutcome& o = **next;
+      if (o.result) {
+        if (o.result->findings.empty()) say(o.study_uid + " " + o.plugin_id + " " + o.result->algorithm.version + ": no findings");
+        for (const Finding& f : o.result->findings) say(FindingLine(*o.result, f));
+      } else {
+        say(o.study_uid + " " + o.plugin_id + ": job failed: " + o.status.ToString());
+      }
+      if (auto d = DrainFileOutbox(host.store()); !d.ok()) LogError("serve", d.status().ToString());
+    }
+  };
+  std::vector<std::thread> workers;
+  for (int i = 0; i < std::max(1, config.host.workers); ++i) workers.emplace_back(worker);
+
+  say("aihubd serving: inbox " + options.inbox.string() + ", plugins " + config.plugin_dir.string());
+  while (!stop) {
+    timespec tick{0, 200 * 1000 * 1000};
+    const int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig == SIGHUP) {
+      LogInfo("serve", "SIGHUP: reloading config and rescanning plugins");
+      Status st = host.ReloadConfig();
+      say(st.ok() ? std::string("config reloaded") : "config reload refused: " + st.message());
+      host.registry().RequestRescan();
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      LogInfo("serve", "stopping");
+      stop = true;
+    }
+  }
+  host.runner().Cancel();
+  for (std::thread& t : workers) t.join();
+  inbox.join();
+  if (auto d = DrainFileOutbox(host.store()); !d.ok()) LogError("serve", d.status().ToString());
+  host.registry().StopWatching();
+  say("aihubd stopped");
+  return failed ? 1 : 0;
+}
+
+}  // namespace aihub::core

@@ -1,0 +1,29 @@
+// `aihubd serve`: the host as a daemon over a folder inbox (the PACS adapter, which feeds studies over gRPC,
+// is a separate process; this is the host on its own).
+//
+// Each complete study folder moved (renamed) into the inbox is routed once; jobs run on worker threads through
+// the durable job store and results are written like `analyze` does. Plugins hot-reload when a new .so is
+// renamed into plugin_dir (inotify, polling fallback). SIGHUP re-reads the config file (a bad one is refused
+// and the last good one stays) and rescans plugin_dir. SIGTERM/SIGINT stop cleanly: running plugins are asked
+// to cancel and their jobs go back to pending for the next start.
+#pragma once
+
+#include <filesystem>
+#include <ostream>
+
+#include "config/site_config.h"
+#include "core/router.h"
+
+namespace aihub::core {
+
+struct ServeOptions {
+  std::filesystem::path inbox;
+  std::filesystem::path output;
+  StudyContext context;
+  int inbox_poll_ms = 500;
+};
+
+// Runs until SIGTERM or SIGINT. Returns the process exit status.
+int RunServe(const config::SiteConfig& config, const ServeOptions& options, std::ostream& out);
+
+}  // namespace aihub::core
