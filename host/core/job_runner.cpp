@@ -237,6 +237,7 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
   const auto started = std::chrono::steady_clock::now();
   Status executed = plugin->Execute(input, &output, &cancel_);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  outcome.execute_seconds = seconds;
   if (!executed.ok()) return report(executed);
 
   Result result;

@@ -51,6 +51,7 @@ struct JobOutcome {
   std::string study_uid;
   std::string plugin_id;
   Status status;                      // OK when the job succeeded
+  double execute_seconds = 0;         // time inside the plugin's execute (0 when it did not run)
   std::optional<Result> result;
 };
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include <dcmtk/dcmdata/dcdatset.h>
@@ -142,8 +143,10 @@ void RegisterCodecs() {
   });
 }
 
-Status ReadFrame(const Series& series, uint32_t frame_index, aihub_pixel_format format, void* buffer,
-                 uint64_t buffer_size) {
+namespace {
+
+Status ReadFrameImpl(const Series& series, uint32_t frame_index, aihub_pixel_format format, void* buffer,
+                     uint64_t buffer_size) {
   if (frame_index >= series.frames.size()) {
     return InvalidArgument("frame index " + std::to_string(frame_index) + " out of range (series has " +
                            std::to_string(series.frames.size()) + " frames)");
@@ -257,6 +260,17 @@ Status ReadFrame(const Series& series, uint32_t frame_index, aihub_pixel_format 
       break;
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status ReadFrame(const Series& series, uint32_t frame_index, aihub_pixel_format format, void* buffer,
+                 uint64_t buffer_size) {
+  try {
+    return ReadFrameImpl(series, frame_index, format, buffer, buffer_size);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted("out of memory decoding frame " + std::to_string(frame_index));
+  }
 }
 
 }  // namespace aihub::dicom

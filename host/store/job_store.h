@@ -87,7 +87,7 @@ struct AuditEntry {
   std::string subject;          // e.g. study uid or job key
   std::string detail_json;      // JSON object text
   std::string prev_hash;        // hash of entry seq-1 ("" x64 '0' for the first)
-  std::string hash;             // sha256(prev_hash | seq | ts | actor | action | subject | detail_json)
+  std::string hash;             // AuditEntryHash(): sha256 over the length-prefixed fields above
 };
 
 struct AuditVerification {

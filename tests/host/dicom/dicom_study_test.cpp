@@ -427,6 +427,22 @@ TEST_CASE("truncated encapsulated pixel data is rejected") {
   CHECK(result.rejected[0].reason.find("truncated") == 0);
 }
 
+TEST_CASE("encapsulated data with fewer fragments than frames is rejected") {
+  TempDir dir;
+  SliceSpec spec;
+  spec.frames = 2;
+  testing::WriteSlice(spec, dir / "rle.dcm", EXS_RLELossless);
+  DcmFileFormat file;
+  REQUIRE(file.loadFile((dir / "rle.dcm").c_str()).good());
+  file.getDataset()->putAndInsertString(DCM_NumberOfFrames, "3");
+  REQUIRE(file.saveFile((dir / "rle3.dcm").c_str(), EXS_RLELossless).good());
+  ScanResult result = ScanFiles({dir / "rle.dcm", dir / "rle3.dcm"});
+  REQUIRE(result.rejected.size() == 1);
+  CHECK(result.rejected[0].path.filename() == "rle3.dcm");
+  CHECK(result.rejected[0].reason == "truncated or corrupt: 2 fragments for 3 frames");
+  CHECK(result.studies.size() == 1);
+}
+
 TEST_CASE("scanning stops before pixel data for the TagMap and keeps big values out") {
   TempDir dir;
   SliceSpec spec;

@@ -1,0 +1,285 @@
+// aihub-bench-host: host-core benchmarks. Every figure is a ratio against a baseline measured in the same
+// process on the same data, reported as medians over repeated runs. Not a pass/fail test.
+//
+//   aihub-bench-host decode   [--slices 300] [--size 512] [--reps 5]
+//       (a) pixel decode: aihub's scan + ReadFrame(FLOAT32_MODALITY) of every slice against DCMTK's own
+//           DcmFileFormat::loadFile + PixelData access of the same files.
+//   aihub-bench-host overhead --plugins DIR [--slices 300] [--size 512] [--work-ms 2000] [--reps 5]
+//       (b) host overhead: wall time of the whole analyze path (scan, route, job store, claim, execute, compose
+//           SR/FHIR/ORU, store, deliver files) divided by the plugin's own execute time; the fixed-work plugin
+//           spends a fixed CPU time.
+//   aihub-bench-host reload   --plugins DIR [--swaps 20] [--work-ms 5]
+//       (c) hot reload while jobs stream through on 2 threads: time from the rename of a new version into
+//           plugin_dir to the registry serving it (inotify watcher), and jobs lost (started - completed).
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/oflog/oflog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/log.h"
+#include "config/site_config.h"
+#include "core/analyze.h"
+#include "core/folder_sink.h"
+#include "core/host.h"
+#include "dicom/study.h"
+#include "phantom/head_ct.h"
+#include "plugins/registry.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+std::map<std::string, std::string> Options(int argc, char** argv) {
+  std::map<std::string, std::string> o;
+  for (int i = 2; i + 1 < argc; i += 2) o[std::string(argv[i]).substr(2)] = argv[i + 1];
+  return o;
+}
+
+int Int(const std::map<std::string, std::string>& o, const std::string& k, int fallback) {
+  auto it = o.find(k);
+  return it == o.end() ? fallback : std::stoi(it->second);
+}
+
+fs::path TempDir(const std::string& tag) {
+  fs::path p = fs::temp_directory_path() / ("aihub-bench-" + tag + "-" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+// Writes the benchmark CT and returns the folder holding its slices.
+fs::path MakeCt(const fs::path& root, int slices, int size) {
+  aihub::phantom::HeadCtOptions o;
+  o.seed = 424242;
+  o.slices = static_cast<uint32_t>(slices);
+  o.size = static_cast<uint32_t>(size);
+  o.hemorrhage = aihub::phantom::HemorrhageType::kIntraparenchymal;
+  auto truth = aihub::phantom::WriteHeadCt(o, root);
+  if (!truth.ok()) {
+    std::fprintf(stderr, "phantom: %s\n", truth.status().ToString().c_str());
+    std::exit(2);
+  }
+  fs::remove(root / truth->folder / "truth.json");
+  return root / truth->folder;
+}
+
+int Decode(const std::map<std::string, std::string>& o) {
+  const int slices = Int(o, "slices", 300), size = Int(o, "size", 512), reps = Int(o, "reps", 5);
+  const fs::path root = TempDir("decode");
+  const fs::path dir = MakeCt(root, slices, size);
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir)) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  aihub::dicom::RegisterCodecs();
+
+  std::vector<double> dcmtk_s, aihub_s;
+  double checksum_dcmtk = 0, checksum_aihub = 0;
+  for (int r = 0; r < reps; ++r) {
+    // Baseline: DCMTK loads each file fully and hands out the pixel array.
+    auto t0 = Clock::now();
+    for (const fs::path& f : files) {
+      DcmFileFormat ff;
+      if (ff.loadFile(f.c_str()).bad()) return 2;
+      const Uint16* px = nullptr;
+      unsigned long n = 0;
+      if (ff.getDataset()->findAndGetUint16Array(DCM_PixelData, px, &n).bad() || n == 0) return 2;
+      checksum_dcmtk += px[n / 2];
+    }
+    dcmtk_s.push_back(Seconds(t0));
+
+    // aihub: header scan, grouping and sorting, then every frame decoded to float modality values.
+    t0 = Clock::now();
+    auto scanned = aihub::dicom::ScanDirectory(dir);
+    if (!scanned.ok() || scanned->studies.size() != 1) return 2;
+    const aihub::dicom::Series& series = scanned->studies[0].series.at(0);
+    std::vector<float> frame(static_cast<size_t>(size) * size);
+    for (uint32_t i = 0; i < series.frames.size(); ++i) {
+      aihub::Status st = aihub::dicom::ReadFrame(series, i, AIHUB_PIXEL_FLOAT32_MODALITY, frame.data(),
+                                                 frame.size() * sizeof(float));
+      if (!st.ok()) {
+        std::fprintf(stderr, "ReadFrame: %s\n", st.ToString().c_str());
+        return 2;
+      }
+      checksum_aihub += frame[frame.size() / 2];
+    }
+    aihub_s.push_back(Seconds(t0));
+  }
+  const double base = slices / Median(dcmtk_s), ours = slices / Median(aihub_s);
+  std::printf("decode: %d slices of %dx%d, %d reps (medians)\n", slices, size, size, reps);
+  std::printf("  DCMTK DcmFileFormat::loadFile + PixelData : %8.1f slices/s\n", base);
+  std::printf("  aihub scan + ReadFrame(FLOAT32_MODALITY)  : %8.1f slices/s\n", ours);
+  std::printf("  ratio aihub / DCMTK                       : %8.2f\n", ours / base);
+  std::printf("  (checksums %.0f %.0f)\n", checksum_dcmtk, checksum_aihub);
+  fs::remove_all(root);
+  return 0;
+}
+
+aihub::config::SiteConfig BenchConfig(const fs::path& root, const fs::path& plugin_dir, int work_ms) {
+  const std::string text = "state_dir: ./var\nplugin_dir: " + plugin_dir.string() +
+                           "\nplugins:\n  - id: fixed-work\n    modes: {default: integrated}\n"
+                           "    config: {work_ms: " + std::to_string(work_ms) + "}\n";
+  auto c = aihub::config::ParseSiteConfig(text, root, "bench.yaml");
+  if (!c.ok()) {
+    std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
+    std::exit(2);
+  }
+  return *c;
+}
+
+fs::path PluginDirWith(const fs::path& root, const fs::path& test_plugins, const std::string& name) {
+  const fs::path dir = root / "plugins";
+  fs::create_directories(dir);
+  fs::copy_file(test_plugins / (name + ".so"), dir / "fixed_work.so", fs::copy_options::overwrite_existing);
+  return dir;
+}
+
+int Overhead(const std::map<std::string, std::string>& o) {
+  const int slices = Int(o, "slices", 300), size = Int(o, "size", 512), reps = Int(o, "reps", 5);
+  const int work_ms = Int(o, "work-ms", 2000);
+  const fs::path root = TempDir("overhead");
+  const fs::path input = MakeCt(root / "input", slices, size);
+  const fs::path plugin_dir = PluginDirWith(root, o.at("plugins"), "fixed_work_v1");
+
+  std::vector<double> wall, exec, ratio;
+  for (int r = 0; r < reps; ++r) {
+    const fs::path run = root / ("run" + std::to_string(r));  // fresh state: every rep does the full path
+    fs::create_directories(run);
+    const auto t0 = Clock::now();
+    auto host = aihub::core::Host::Open(BenchConfig(run, plugin_dir, work_ms),
+                                        aihub::core::FilePlanner(run / "output"));
+    if (!host.ok()) return 2;
+    auto scanned = aihub::dicom::ScanDirectory(input);
+    if (!scanned.ok()) return 2;
+    auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies.at(0)));
+    (*host)->catalog().Add(study, input.string());
+    if (!(*host)->runner().Submit(*study, {}, input.string()).ok()) return 2;
+    auto outcome = (*host)->runner().RunNext();
+    if (!outcome.ok() || !outcome->has_value() || !(**outcome).status.ok()) return 2;
+    if (!aihub::core::DrainFileOutbox((*host)->store()).ok()) return 2;
+    const double w = Seconds(t0);
+    wall.push_back(w);
+    exec.push_back((**outcome).execute_seconds);
+    ratio.push_back(w / (**outcome).execute_seconds);
+  }
+  std::printf("host overhead: %d-slice %dx%d CT, fixed-work plugin (%d ms of CPU), %d reps (medians)\n", slices,
+              size, size, work_ms, reps);
+  std::printf("  whole analyze path : %8.3f s\n", Median(wall));
+  std::printf("  plugin execute     : %8.3f s\n", Median(exec));
+  std::printf("  host overhead      : %8.3f s (%.1f%% of execute)\n", Median(wall) - Median(exec),
+              100 * (Median(wall) - Median(exec)) / Median(exec));
+  std::printf("  ratio wall/execute : %8.3f\n", Median(ratio));
+  fs::remove_all(root);
+  return 0;
+}
+
+int Reload(const std::map<std::string, std::string>& o) {
+  const int swaps = Int(o, "swaps", 20), work_ms = Int(o, "work-ms", 5);
+  const fs::path test_plugins = o.at("plugins");
+  const fs::path root = TempDir("reload");
+  const fs::path plugin_dir = PluginDirWith(root, test_plugins, "fixed_work_v1");
+  const std::string config_json = "{\"work_ms\": " + std::to_string(work_ms) + "}";
+  aihub::plugins::PluginRegistry registry(plugin_dir, root / "cache",
+                                          [&](const std::string&) { return config_json; });
+  registry.Rescan();
+  registry.StartWatching(std::chrono::milliseconds(60000));  // inotify does the work; the poll is a fallback
+
+  // A tag-only study is enough: fixed-work reads no pixels.
+  aihub::dicom::Study study;
+  study.study_instance_uid = "1.2.3";
+  aihub::dicom::Series series;
+  series.series_instance_uid = "1.2.3.1";
+  study.series.push_back(series);
+
+  std::atomic<bool> stop{false};
+  std::atomic<long> started{0}, completed{0}, failed{0};
+  auto worker = [&] {
+    while (!stop) {
+      aihub::plugins::LoadedPluginPtr p = registry.Get("fixed-work");
+      if (!p) continue;
+      ++started;
+      aihub::plugins::JobInput in;
+      in.study = &study;
+      in.series.push_back(&study.series[0]);
+      aihub::plugins::JobOutput out;
+      std::atomic<bool> cancel{false};
+      if (p->Execute(in, &out, &cancel).ok() && out.findings.size() == 1) {
+        ++completed;
+      } else {
+        ++failed;
+      }
+    }
+  };
+  std::thread a(worker), b(worker);
+  std::vector<double> latency_ms;
+  for (int i = 0; i < swaps; ++i) {
+    const std::string version = i % 2 == 0 ? "2.0.0" : "1.0.0";
+    const fs::path src = test_plugins / (i % 2 == 0 ? "fixed_work_v2.so" : "fixed_work_v1.so");
+    const fs::path tmp = plugin_dir / ".fixed_work.so.incoming";
+    fs::copy_file(src, tmp, fs::copy_options::overwrite_existing);
+    const auto t0 = Clock::now();
+    fs::rename(tmp, plugin_dir / "fixed_work.so");
+    while (registry.Get("fixed-work")->info().version != version) {
+      if (Seconds(t0) > 30) {
+        std::fprintf(stderr, "swap %d never happened\n", i);
+        return 2;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    latency_ms.push_back(1000 * Seconds(t0));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  stop = true;
+  a.join();
+  b.join();
+  registry.StopWatching();
+  std::printf("hot reload: %d swaps while 2 threads stream jobs (%d ms each)\n", swaps, work_ms);
+  std::printf("  rename -> new version serving: median %.2f ms, p95 %.2f ms\n", Median(latency_ms),
+              Percentile(latency_ms, 0.95));
+  std::printf("  jobs started %ld, completed %ld, failed %ld, lost %ld\n", started.load(), completed.load(),
+              failed.load(), started.load() - completed.load() - failed.load());
+  fs::remove_all(root);
+  return (started == completed) ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  OFLog::configure(OFLogger::FATAL_LOG_LEVEL);
+  aihub::SetLogLevel(aihub::LogLevel::kWarning);
+  const std::string cmd = argc > 1 ? argv[1] : "";
+  const auto o = Options(argc, argv);
+  if (cmd == "decode") return Decode(o);
+  if ((cmd == "overhead" || cmd == "reload") && !o.count("plugins")) {
+    std::fprintf(stderr, "--plugins DIR (build/test-plugins) is required\n");
+    return 2;
+  }
+  if (cmd == "overhead") return Overhead(o);
+  if (cmd == "reload") return Reload(o);
+  std::fprintf(stderr, "usage: aihub-bench-host decode|overhead|reload [options]\n");
+  return 2;
+}
