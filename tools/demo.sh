@@ -11,6 +11,8 @@ cmake --build build -j"$(nproc)" --target aihubd aihub-phantom hyperdensity
 
 rm -rf build/demo
 build/bin/aihub-phantom head-ct --out build/demo/input --seed 7 --hemorrhage intraparenchymal --side left
+# The ground truth stays beside the study, not in the hub's input.
+mv build/demo/input/*/truth.json build/demo/truth.json
 echo "== aihubd analyze (embedded default config: state in build/var, plugins from build/plugins)"
 build/bin/aihubd analyze --input build/demo/input --output build/demo/output
 echo "== results"

@@ -13,6 +13,8 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
@@ -132,6 +134,105 @@ Status ToRgb(const uint8_t* raw, const PixelModule& pm, const std::string& model
   return FailedPrecondition("colour model " + model + " cannot be converted to RGB8");
 }
 
+// PackBits-decodes one RLE segment into `out` (exactly `size` bytes); false when the segment is short or bad.
+bool DecodeRleSegment(const uint8_t* in, uint64_t in_size, uint8_t* out, uint64_t size, uint64_t stride) {
+  uint64_t i = 0, o = 0;
+  while (o < size && i < in_size) {
+    const int8_t header = static_cast<int8_t>(in[i++]);
+    if (header >= 0) {
+      const uint64_t n = static_cast<uint64_t>(header) + 1;
+      if (i + n > in_size || o + n > size) return false;
+      for (uint64_t k = 0; k < n; ++k) out[(o + k) * stride] = in[i + k];
+      i += n;
+      o += n;
+    } else if (header != -128) {
+      const uint64_t n = static_cast<uint64_t>(1 - header);
+      if (i >= in_size || o + n > size) return false;
+      const uint8_t value = in[i++];
+      for (uint64_t k = 0; k < n; ++k) out[(o + k) * stride] = value;
+      o += n;
+    }
+  }
+  return o == size;
+}
+
+// RLE Lossless (PS3.5 Annex G), decoded here rather than by DCMTK: DCMTK 3.6.7's RLE decoder can read out of
+// bounds on corrupt segments. Writes the frame in native little-endian layout, planar as PlanarConfiguration says.
+Status DecodeRleFrame(DcmPixelData* pixel_data, uint32_t frame_number, uint32_t frames, const PixelModule& pm,
+                      uint8_t* out, uint64_t out_size) {
+  E_TransferSyntax original = EXS_Unknown;
+  const DcmRepresentationParameter* param = nullptr;
+  pixel_data->getOriginalRepresentationKey(original, param);
+  DcmPixelSequence* sequence = nullptr;
+  if (pixel_data->getEncapsulatedRepresentation(original, param, sequence).bad() || sequence == nullptr) {
+    return DataLoss("RLE pixel data has no fragments");
+  }
+  const unsigned long fragments = sequence->card() > 0 ? sequence->card() - 1 : 0;
+  // One fragment per frame (PS3.5 G.5); a single frame split over fragments is joined.
+  unsigned long first = frame_number, last = frame_number;
+  if (frames == 1 && fragments >= 1) {
+    first = 1;
+    last = fragments;
+  } else if (fragments != frames) {
+    return DataLoss("RLE pixel data has " + std::to_string(fragments) + " fragments for " + std::to_string(frames) +
+                    " frames");
+  }
+  std::vector<uint8_t> joined;
+  const uint8_t* data = nullptr;
+  uint64_t size = 0;
+  for (unsigned long f = first; f <= last; ++f) {
+    DcmPixelItem* item = nullptr;
+    Uint8* bytes = nullptr;
+    if (sequence->getItem(item, f).bad() || item == nullptr || item->getUint8Array(bytes).bad()) {
+      return DataLoss("cannot read RLE fragment " + std::to_string(f));
+    }
+    if (first == last) {
+      data = bytes;
+      size = item->getLength();
+    } else {
+      joined.insert(joined.end(), bytes, bytes + item->getLength());
+    }
+  }
+  if (first != last) {
+    data = joined.data();
+    size = joined.size();
+  }
+  if (data == nullptr || size < 64) return DataLoss("RLE header missing");
+  auto read32 = [data](uint64_t at) {
+    return uint32_t{data[at]} | uint32_t{data[at + 1]} << 8 | uint32_t{data[at + 2]} << 16 |
+           uint32_t{data[at + 3]} << 24;
+  };
+  const uint32_t bytes_per_sample = pm.bits_allocated / 8;
+  const uint32_t segments = read32(0);
+  if (segments != pm.samples_per_pixel * bytes_per_sample || segments > 15) {
+    return DataLoss("RLE header has " + std::to_string(segments) + " segments, " +
+                    std::to_string(pm.samples_per_pixel * bytes_per_sample) + " expected");
+  }
+  const uint64_t pixels = uint64_t{pm.rows} * pm.columns;
+  if (out_size < pixels * segments) return Internal("RLE output buffer too small");
+  for (uint32_t s = 0; s < segments; ++s) {
+    const uint64_t begin = read32(4 + 4 * s);
+    const uint64_t end = s + 1 < segments ? read32(8 + 4 * s) : size;
+    if (begin < 64 || begin > end || end > size) return DataLoss("RLE segment offsets out of range");
+    // Segments hold the most significant byte of each sample first.
+    const uint32_t sample = s / bytes_per_sample;
+    const uint32_t byte = bytes_per_sample - 1 - s % bytes_per_sample;
+    uint8_t* target;
+    uint64_t stride;
+    if (pm.planar_configuration == 1) {
+      target = out + sample * pixels * bytes_per_sample + byte;
+      stride = bytes_per_sample;
+    } else {
+      target = out + sample * bytes_per_sample + byte;
+      stride = uint64_t{pm.samples_per_pixel} * bytes_per_sample;
+    }
+    if (!DecodeRleSegment(data + begin, end - begin, target, pixels, stride)) {
+      return DataLoss("RLE segment " + std::to_string(s) + " is corrupt or short");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterCodecs() {
@@ -222,6 +323,18 @@ Status ReadFrameImpl(const Series& series, uint32_t frame_index, aihub_pixel_for
     cond = element->getPartialValue(staging.get(), static_cast<Uint32>(offset), static_cast<Uint32>(frame_bytes));
     if (cond.bad()) return DataLoss("cannot read frame " + std::to_string(frame.frame_number) + ": " + cond.text());
     element->compact();
+    model = pm.photometric;
+  } else if (xfer.getXfer() == EXS_RLELossless) {
+    Sint32 frames = 1;
+    if (ds->findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1) frames = 1;
+    if (frame.frame_number > static_cast<uint32_t>(frames)) return DataLoss("frame beyond NumberOfFrames");
+    frame_bytes = pixels * pm.samples_per_pixel * (pm.bits_allocated / 8);
+    staging.reset(new uint8_t[frame_bytes]);
+    if (Status s = DecodeRleFrame(pixel_data, frame.frame_number, static_cast<uint32_t>(frames), pm, staging.get(),
+                                  frame_bytes);
+        !s.ok()) {
+      return s;
+    }
     model = pm.photometric;
   } else {
     Uint32 size = 0;
