@@ -157,6 +157,10 @@ StatusOr<RouteDecision> JobRunner::Submit(const dicom::Study& study, const Study
     nj.max_attempts = config->host.job_max_attempts;
     auto id = store_.CreateJob(nj);
     if (!id.ok()) return id.status();
+    {
+      std::lock_guard<std::mutex> lock(pinned_mutex_);
+      pinned_.emplace(*id, job.plugin);  // a re-submitted study keeps its first pin
+    }
     routed.push_back({{"plugin", info.id}, {"version", info.version}, {"mode", nj.mode}, {"job_id", *id}});
   }
   nlohmann::json detail = {{"source", source},
@@ -188,13 +192,34 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
   outcome.study_uid = job.study_instance_uid;
   outcome.plugin_id = job.plugin_id;
 
+  auto unpin = [&] {
+    std::lock_guard<std::mutex> lock(pinned_mutex_);
+    pinned_.erase(job.id);
+  };
   auto report = [&](const Status& st) {
     if (Status s = Fail(job, st, &outcome); !s.ok()) LogError("jobs", "cannot record failure: " + s.ToString());
+    if (!IsRetryable(st.code()) || job.attempts >= job.max_attempts) unpin();
     return outcome;
   };
 
-  plugins::LoadedPluginPtr plugin = registry_.Get(job.plugin_id);  // pins this version until we return
-  if (!plugin) return report(Unavailable("plugin " + job.plugin_id + " is not loaded"));
+  // The version the job was routed to when this process routed it; otherwise (after a restart) the active one,
+  // recorded on the job when it differs from the routed version.
+  plugins::LoadedPluginPtr plugin;
+  {
+    std::lock_guard<std::mutex> lock(pinned_mutex_);
+    auto it = pinned_.find(job.id);
+    if (it != pinned_.end()) plugin = it->second;
+  }
+  if (!plugin) {
+    plugin = registry_.Get(job.plugin_id);
+    if (!plugin) return report(Unavailable("plugin " + job.plugin_id + " is not loaded"));
+    const plugins::PluginInfo& active = plugin->info();
+    if (active.so_sha256 != job.so_sha256) {
+      if (Status st = store_.RepinJob(job.id, active.version, active.model_version, active.so_sha256); !st.ok()) {
+        return report(st);
+      }
+    }
+  }
 
   std::string source;
   {
@@ -281,6 +306,7 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
       LogError("jobs", job.job_key + ": cannot enqueue delivery " + item.idempotency_key + ": " + st.ToString());
     }
   }
+  unpin();
   LogInfo("jobs", job.job_key + " succeeded in " + std::to_string(seconds) + " s with " +
                       std::to_string(result.findings.size()) + " finding(s)");
   outcome.result = std::move(result);

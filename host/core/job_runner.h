@@ -82,6 +82,10 @@ class JobRunner {
   std::atomic<bool> cancel_{false};
   std::mutex sources_mutex_;
   std::map<std::string, std::string> sources_;   // study uid -> source folder (this process)
+  // Jobs routed by this process keep the plugin version they were routed to until they end, even if a new
+  // version is swapped in meanwhile (shared ownership keeps that library mapped).
+  std::mutex pinned_mutex_;
+  std::map<int64_t, plugins::LoadedPluginPtr> pinned_;
 };
 
 // True for plugin statuses worth another attempt (transient); "not applicable" and invalid output are final.

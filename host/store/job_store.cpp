@@ -669,6 +669,28 @@ Status JobStore::CompleteJob(int64_t job_id, const std::string& result_json, con
   return txn.Commit();
 }
 
+Status JobStore::RepinJob(int64_t job_id, const std::string& plugin_version, const std::string& model_version,
+                          const std::string& so_sha256) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Db& db = *impl_->db;
+  Transaction txn(db);
+  RETURN_IF_ERROR(txn.Begin());
+  ASSIGN_OR_RETURN(job, impl_->HeldJob(job_id));
+  if (job.so_sha256 == so_sha256) return Status::Ok();
+  {
+    ASSIGN_OR_RETURN(s, db.Prepare("UPDATE jobs SET plugin_version = ?2, model_version = ?3, so_sha256 = ?4, "
+                                   "updated_at = ?5 WHERE id = ?1"));
+    RETURN_IF_ERROR(s.Bind(1, job_id).Bind(2, plugin_version).Bind(3, model_version).Bind(4, so_sha256)
+                        .Bind(5, impl_->NowMs()).Run());
+  }
+  json detail = {{"job_id", job_id},
+                 {"from", {{"version", job.plugin_version}, {"model_version", job.model_version},
+                           {"sha256", job.so_sha256}}},
+                 {"to", {{"version", plugin_version}, {"model_version", model_version}, {"sha256", so_sha256}}}};
+  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "job.repinned", job.job_key, detail.dump()));
+  return txn.Commit();
+}
+
 Status JobStore::FailJob(int64_t job_id, const std::string& error, bool retryable) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Db& db = *impl_->db;

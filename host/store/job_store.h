@@ -136,6 +136,11 @@ class JobStore {
   // Finishes a running job this owner holds (else FAILED_PRECONDITION; NOT_FOUND for an unknown id). Stores
   // the result JSON and the SR SOP Instance UID and marks it succeeded in one transaction ("job.succeeded").
   Status CompleteJob(int64_t job_id, const std::string& result_json, const std::string& sr_sop_instance_uid);
+  // Records that a running job (held by this store) runs on another plugin version than the one it was routed
+  // to (that version was replaced before the job started, or is gone after a restart). Audited "job.repinned";
+  // the job key keeps naming the routed version.
+  Status RepinJob(int64_t job_id, const std::string& plugin_version, const std::string& model_version,
+                  const std::string& so_sha256);
   // Failure of a running job this owner holds: back to pending with backoff (2^attempts s, at most 5 min) when
   // retryable and attempts < max_attempts ("job.failed"), else failed (not retryable, e.g. not applicable /
   // invalid plugin output; "job.failed") or dead (attempts exhausted; "job.dead").

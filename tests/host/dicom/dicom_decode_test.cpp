@@ -161,7 +161,9 @@ TEST_CASE("every supported transfer syntax decodes to the uncompressed values, f
         const std::vector<float> actual = ReadFloat(test, f);
         REQUIRE(actual.size() == expected.size());
         double max_diff = 0;
-        for (size_t i = 0; i < actual.size(); ++i) max_diff = std::max(max_diff, double{std::fabs(actual[i] - expected[i])});
+        for (size_t i = 0; i < actual.size(); ++i) {
+          max_diff = std::max(max_diff, double{std::fabs(actual[i] - expected[i])});
+        }
         CHECK(max_diff <= c.tolerance);
         const int first = static_cast<int>((f * 16 * 12 * 37 + f * 1000) % 4096);
         CHECK(expected[0] == static_cast<float>((is_signed ? first - 2048 : first) - 1024));
