@@ -58,7 +58,7 @@ double Mean3x3(const aihub::testing::CtSeriesHu& v, uint32_t c, uint32_t r, uint
 
 }  // namespace
 
-TEST_CASE("same seed and options give byte-identical files; another seed gives other files") {
+TEST_CASE("same seed gives byte-identical files and another seed other files") {
   TempDir a("phantom-a"), b("phantom-b"), c("phantom-c");
   const HeadCtOptions o = Small(11, HemorrhageType::kIntraparenchymal);
   const auto ta = WriteHeadCt(o, a.path());
@@ -125,7 +125,7 @@ TEST_CASE("headers are those of an axial head CT from a scanner") {
   CHECK(ps == doctest::Approx(240.0 / 256));
 }
 
-TEST_CASE("densities read back with DCMTK match the anatomy: air, bone, white matter, CSF, blood") {
+TEST_CASE("densities read back with DCMTK match the anatomy at air bone white matter CSF and blood landmarks") {
   TempDir dir("phantom-hu");
   HeadCtOptions o;  // full size: 512 x 512 x 40
   o.seed = 5;
@@ -186,7 +186,7 @@ TEST_CASE("image noise has a standard deviation of 4 to 6 HU") {
   CHECK(sd < 6);
 }
 
-TEST_CASE("truth volume is the painted voxels, and only they differ from the same head without a bleed") {
+TEST_CASE("truth volume is the painted voxels and only they differ from the same head without a bleed") {
   for (HemorrhageType type :
        {HemorrhageType::kIntraparenchymal, HemorrhageType::kSubdural, HemorrhageType::kSubarachnoid}) {
     CAPTURE(static_cast<int>(type));

@@ -123,7 +123,7 @@ TEST_CASE("the presence threshold is configurable") {
   CHECK(d.confidence < 0.5);
 }
 
-TEST_CASE("confidence is 0 without blood, 0.5 at the threshold and rises monotonically") {
+TEST_CASE("confidence is 0 without blood and 0.5 at the threshold and rises monotonically") {
   using aihub::hyperdensity::ConfidenceFromVolume;
   CHECK(ConfidenceFromVolume(0, 0.5) == 0);
   CHECK(ConfidenceFromVolume(0.5, 0.5) == doctest::Approx(0.5));
@@ -136,7 +136,7 @@ TEST_CASE("confidence is 0 without blood, 0.5 at the threshold and rises monoton
   }
 }
 
-TEST_CASE("the built-in self-test passes, and bad input is refused") {
+TEST_CASE("the built-in self-test passes and bad input is refused") {
   CHECK(aihub::hyperdensity::RunSelfTest(DetectorConfig{}) == "");
   HuVolume v;
   v.columns = v.rows = 16;

@@ -169,7 +169,7 @@ TEST_CASE("descriptor names a reference plugin with head CT rules") {
   CHECK(d->api_version_major == AIHUB_PLUGIN_API_VERSION_MAJOR);
 }
 
-TEST_CASE("through the C ABI: self-test, a critical left finding with volume and region, and a negative") {
+TEST_CASE("through the C ABI the plugin self-tests and reports a critical left finding with volume and region and a negative") {
   Plugin p;
   const aihub_host_api host = MakeHost();
   aihub_plugin_context ctx;
@@ -217,7 +217,7 @@ TEST_CASE("through the C ABI: self-test, a critical left finding with volume and
   p.destroy(instance);
 }
 
-TEST_CASE("not applicable: too few slices, non-axial, no pixel spacing, colour; cancellation stops it") {
+TEST_CASE("not applicable for too few slices or non-axial or no pixel spacing or colour and cancellation stops it") {
   Plugin p;
   const aihub_host_api host = MakeHost();
   aihub_plugin_context ctx;
@@ -254,7 +254,7 @@ TEST_CASE("not applicable: too few slices, non-axial, no pixel spacing, colour; 
   p.destroy(instance);
 }
 
-TEST_CASE("config: min_volume_ml raises the threshold, and invalid values fail create") {
+TEST_CASE("config min_volume_ml raises the threshold and invalid values fail create") {
   Plugin p;
   const aihub_host_api host = MakeHost();
   aihub_plugin_context strict;
