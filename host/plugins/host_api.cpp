@@ -88,6 +88,8 @@ double CtxConfigNumber(aihub_plugin_context* ctx, const char* key, double fallba
   return it->get<double>();
 }
 
+const char* CtxPluginDirectory(aihub_plugin_context* ctx) { return ctx ? ctx->plugin_directory.c_str() : ""; }
+
 void CtxSetError(aihub_plugin_context* ctx, const char* message) {
   if (ctx) ctx->error = Safe(message);
 }
@@ -322,6 +324,7 @@ const aihub_host_api kHostApi = {
     &AddMeasurement,
     &AddRegion,
     &SetSummary,
+    &CtxPluginDirectory,
 };
 
 }  // namespace

@@ -44,6 +44,7 @@ const aihub_host_api* HostApi();
 // Behind the opaque handles. Global namespace, as the C header declares them.
 struct aihub_plugin_context {
   std::string plugin_id;
+  std::string plugin_directory;            // folder of the deployed .so
   std::string config_json = "{}";
   nlohmann::json config = nlohmann::json::object();
   std::string error;                       // context_set_error

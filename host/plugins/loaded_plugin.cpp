@@ -207,6 +207,7 @@ StatusOr<LoadedPluginPtr> LoadedPlugin::Load(const LoadOptions& options) {
 
   aihub_plugin_context& ctx = plugin->context_;
   ctx.plugin_id = info.id;
+  ctx.plugin_directory = fs::absolute(options.source).parent_path().lexically_normal().string();
   ctx.config_json = options.config_for ? options.config_for(info.id) : options.config_json;
   try {
     ctx.config = nlohmann::json::parse(ctx.config_json);

@@ -1,7 +1,8 @@
 // Test plugin "fixed-work": spends a configured time (config `work_ms`, busy-waiting so it is CPU work, not
 // a sleep) and then reports one finding whose text names the plugin version. Built several times with
 // different versions to test hot reload, pinning and benchmarks. Config `fail_self_test: true` or the
-// compile-time FIXED_WORK_FAIL_SELF_TEST makes the self-test fail.
+// compile-time FIXED_WORK_FAIL_SELF_TEST makes the self-test fail. Config `echo: model_path` puts the resolved
+// config path `model` (relative to plugin_directory) in the finding's text instead of the version.
 #include <aihub/plugin.hpp>
 
 #include <chrono>
@@ -19,7 +20,9 @@ class FixedWork {
  public:
   explicit FixedWork(aihub::PluginContext& ctx)
       : work_ms_(ctx.config_number("work_ms", 0)),
-        fail_self_test_(FIXED_WORK_FAIL_SELF_TEST || ctx.config_string("fail_self_test") == "true") {}
+        fail_self_test_(FIXED_WORK_FAIL_SELF_TEST || ctx.config_string("fail_self_test") == "true"),
+        text_(ctx.config_string("echo") == "model_path" ? ctx.config_path("model", "fixed-work.pt")
+                                                         : "fixed-work " FIXED_WORK_VERSION) {}
 
   void execute(aihub::Job& job) {
     const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double, std::milli>(work_ms_);
@@ -34,7 +37,7 @@ class FixedWork {
     f.confidence = 0.9;
     f.urgency = AIHUB_URGENCY_CRITICAL;
     f.laterality = AIHUB_LATERALITY_LEFT;
-    f.text = "fixed-work " FIXED_WORK_VERSION;
+    f.text = text_;
     const uint32_t index = job.add_finding(f);
     job.add_measurement(index, {"FW-MS", "99AIHUB", "Work time"}, work_ms_, "ms", "millisecond");
     job.set_summary("fixed-work " FIXED_WORK_VERSION " on " + std::to_string(job.series_count()) + " series");
@@ -47,6 +50,7 @@ class FixedWork {
  private:
   double work_ms_;
   bool fail_self_test_;
+  std::string text_;  // the finding's text: the version, or (config echo: model_path) the resolved model path
 };
 
 constexpr aihub_plugin_descriptor kDescriptor =

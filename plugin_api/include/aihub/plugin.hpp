@@ -20,6 +20,8 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "aihub/plugin_api.h"
@@ -58,6 +60,13 @@ class PluginContext {
     return v ? std::string(v) : fallback;
   }
   double config_number(const char* key, double fallback) const { return host_->config_number(ctx_, key, fallback); }
+  // Folder of the deployed .so (plugin_dir): where a plugin's model files live.
+  std::string plugin_directory() const { return host_->plugin_directory(ctx_); }
+  // A config path resolved against plugin_directory() when relative; `fallback` when the key is absent.
+  std::string config_path(const char* key, const std::string& fallback) const {
+    const std::string p = config_string(key, fallback);
+    return (!p.empty() && p[0] == '/') ? p : plugin_directory() + "/" + p;
+  }
 
   const aihub_host_api* host() const { return host_; }
   aihub_plugin_context* raw() const { return ctx_; }

@@ -267,6 +267,12 @@ typedef struct aihub_host_api {
   int32_t (*add_region)(aihub_job* job, uint32_t finding_index, const aihub_region* region);
   /* Study-level summary text for reports, max 4096 chars; a later call replaces an earlier one. */
   int32_t (*set_summary)(aihub_job* job, const char* text);
+
+  /* --- instance context, continued --- */
+  /* The folder the plugin's .so was deployed to (the site's plugin_dir), absolute, without a trailing slash.
+   * Ship model files beside the .so and find them here: the host maps a content-addressed copy of the .so, so
+   * dladdr() would point into the host's cache instead. */
+  const char* (*plugin_directory)(aihub_plugin_context* ctx);
 } aihub_host_api;
 
 /* ---------------------------------------------------------------------------------------------------------------

@@ -89,6 +89,29 @@ TEST_CASE("fixed-work executes and its findings go through the builder") {
   CHECK(out.summary == "fixed-work 1.0.0 on 1 series");
 }
 
+TEST_CASE("plugins find their model files beside the deployed .so, not in the host's cache") {
+  TempDir cache("cache");
+  TempDir deployed("deployed");
+  aihub::testing::Deploy(TestPlugin("fixed_work_v1"), deployed / "fixed_work.so");
+  const dicom::Study study = TagOnlyStudy();
+  for (const auto& [config, expected] :
+       {std::pair<std::string, std::string>{R"({"echo": "model_path"})", (deployed / "fixed-work.pt").string()},
+        {R"({"echo": "model_path", "model": "models/v1.pt"})", (deployed / "models/v1.pt").string()},
+        {R"({"echo": "model_path", "model": "/opt/models/v1.pt"})", "/opt/models/v1.pt"}}) {
+    LoadOptions o;
+    o.source = deployed / "fixed_work.so";
+    o.cache_dir = cache.path();
+    o.config_json = config;
+    auto p = LoadedPlugin::Load(o);
+    REQUIRE(p.ok());
+    JobInput in = InputFor(study);
+    JobOutput out;
+    std::atomic<bool> cancel{false};
+    REQUIRE((*p)->Execute(in, &out, &cancel).ok());
+    CHECK(out.findings.at(0).text == expected);
+  }
+}
+
 TEST_CASE("cancellation reaches the plugin") {
   TempDir cache("cache");
   auto p = LoadTest("fixed_work_v1", cache, R"({"work_ms": 60000})");
