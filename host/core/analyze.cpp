@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <iomanip>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "compose/format.h"
 #include "compose/result_json.h"
 #include "core/folder_sink.h"
 #include "core/host.h"
@@ -26,34 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* PresenceWord(Presence p) {
-  switch (p) {
-    case Presence::kPresent: return "PRESENT";
-    case Presence::kAbsent: return "absent";
-    case Presence::kIndeterminate: return "indeterminate";
-  }
-  return "?";
-}
-
-const char* UrgencyWord(Urgency u) {
-  switch (u) {
-    case Urgency::kRoutine: return "routine";
-    case Urgency::kUrgent: return "urgent";
-    case Urgency::kCritical: return "CRITICAL";
-  }
-  return "?";
-}
-
-const char* LateralityWord(Laterality l) {
-  switch (l) {
-    case Laterality::kLeft: return " left";
-    case Laterality::kRight: return " right";
-    case Laterality::kBilateral: return " bilateral";
-    case Laterality::kNone: return "";
-  }
-  return "";
-}
-
 std::string Number(double v) {
   std::ostringstream s;
   s << std::setprecision(4) << v;
@@ -64,15 +38,23 @@ std::string Number(double v) {
 
 // "1.2.3 hyperdensity 1.0.0: Intracranial hemorrhage PRESENT p=0.93 CRITICAL left | Volume 12.5 mL"
 std::string FindingLine(const Result& r, const Finding& f) {
+  // Upper case where a reader's eye must stop: a present finding, a critical urgency.
+  auto loud = [](std::string s) {
+    for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return s;
+  };
+  const std::string presence = compose::PresenceName(f.presence);
+  const std::string urgency = compose::UrgencyName(f.urgency);
   std::string line = r.study.study_instance_uid + " " + r.algorithm.plugin_id + " " + r.algorithm.version + ": " +
-                     f.concept.meaning + " " + PresenceWord(f.presence) + " p=" + Number(f.confidence) + " " +
-                     UrgencyWord(f.urgency) + LateralityWord(f.laterality);
+                     f.concept.meaning + " " + (f.presence == Presence::kPresent ? loud(presence) : presence) +
+                     " p=" + Number(f.confidence) + " " +
+                     (f.urgency == Urgency::kCritical ? loud(urgency) : urgency);
+  if (f.laterality != Laterality::kNone) line += std::string(" ") + compose::LateralityName(f.laterality);
   for (const Measurement& m : f.measurements) {
     line += " | " + m.concept.meaning + " " + Number(m.value) + " " + m.unit_ucum;
   }
   return line;
 }
-
 
 DeliveryPlanner FilePlanner(const fs::path& output) {
   return [output](const Result& r, const EncodedResult& e) {

@@ -1,0 +1,122 @@
+"""Shared data code for the ICH reference model: phantom generation, a minimal DICOM reader, the preprocessing
+that the C++ plugin repeats exactly, and blood labels. Used by train.py and bench_accuracy.py.
+
+Preprocessing (must match plugins/ich/preprocess.cpp):
+  per pixel  w = clamp(HU / 100, 0, 1)      (brain window [0, 100] HU)
+             b = 1 if HU >= 300 else 0      (bone indicator; tells partial-volume skull edges from blood)
+  per slice  mean-pool both maps by f x f with f = rows / 128 (rows == columns, a multiple of 128: 128..1024)
+  volume     all slices, in the series' sorted order -> tensor [1, 2, slices, 128, 128] (channel 0 = w, 1 = b)
+"""
+import json
+import os
+import struct
+import subprocess
+
+import numpy as np
+
+GRID = 128
+WINDOW_HU = 100.0
+BONE_HU = 300.0
+TYPES = ["intraparenchymal", "subdural", "subarachnoid"]
+
+_LONG_VRS = {b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"}
+
+
+def read_dicom_slice(path):
+    """Explicit VR little endian reader for the phantom's files: returns (z, HU array as float32)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[128:132] != b"DICM":
+        raise ValueError(f"{path}: not a DICOM Part 10 file")
+    pos = 132
+    tags = {}
+    while pos + 8 <= len(data):
+        group, element = struct.unpack_from("<HH", data, pos)
+        vr = data[pos + 4:pos + 6]
+        if vr in _LONG_VRS:
+            length = struct.unpack_from("<I", data, pos + 8)[0]
+            pos += 12
+        else:
+            length = struct.unpack_from("<H", data, pos + 6)[0]
+            pos += 8
+        tag = (group << 16) | element
+        if length == 0xFFFFFFFF:  # undefined-length sequence: skip to its delimiter
+            end = data.find(b"\xfe\xff\xdd\xe0", pos)
+            if end < 0:
+                raise ValueError(f"{path}: unterminated sequence")
+            pos = end + 8
+            continue
+        tags[tag] = (vr, data[pos:pos + length])
+        pos += length
+
+    def us(tag):
+        return struct.unpack("<H", tags[tag][1][:2])[0]
+
+    def ds(tag, default=None):
+        if tag not in tags:
+            return default
+        return [float(x) for x in tags[tag][1].decode("ascii").strip("\0 ").split("\\")]
+
+    rows, cols = us(0x00280010), us(0x00280011)
+    signed = us(0x00280103) == 1
+    raw = np.frombuffer(tags[0x7FE00010][1], dtype="<i2" if signed else "<u2", count=rows * cols)
+    slope = ds(0x00281053, [1.0])[0]
+    intercept = ds(0x00281052, [0.0])[0]
+    hu = raw.astype(np.float32).reshape(rows, cols) * np.float32(slope) + np.float32(intercept)
+    z = ds(0x00200032)[2]
+    return z, hu
+
+
+def read_series(folder):
+    """All CT*.dcm slices of a folder sorted by z (as the host sorts them): float32 [slices, rows, cols]."""
+    files = sorted(n for n in os.listdir(folder) if n.endswith(".dcm"))
+    slices = sorted((read_dicom_slice(os.path.join(folder, n)) for n in files), key=lambda s: s[0])
+    return np.stack([s[1] for s in slices])
+
+
+def preprocess(hu):
+    """HU volume [slices, rows, cols] -> model input [2, slices, 128, 128] (see the module comment)."""
+    s, rows, cols = hu.shape
+    if rows != cols or rows % GRID != 0:
+        raise ValueError(f"unsupported image size {rows}x{cols}")
+    f = rows // GRID
+    w = np.clip(hu / np.float32(WINDOW_HU), 0, 1)
+    b = (hu >= BONE_HU).astype(np.float32)
+    pool = lambda a: a.reshape(s, GRID, f, GRID, f).mean(axis=(2, 4), dtype=np.float64).astype(np.float32)
+    return np.stack([pool(w), pool(b)])
+
+
+def pool_mask(mask):
+    s, rows, _ = mask.shape
+    f = rows // GRID
+    return mask.reshape(s, GRID, f, GRID, f).mean(axis=(2, 4)).astype(np.float32)
+
+
+def generate(phantom, out_dir, seed, hemorrhage, side="left", size=512, slices=40):
+    """Runs aihub-phantom; returns the study folder."""
+    cmd = [phantom, "head-ct", "--out", out_dir, "--seed", str(seed), "--hemorrhage", hemorrhage, "--side", side,
+           "--size", str(size), "--slices", str(slices)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    suffix = "none" if hemorrhage == "none" else f"{hemorrhage}-{side}"
+    return os.path.join(out_dir, f"head-ct-s{seed}-{suffix}")
+
+
+def blood_mask(positive_hu, negative_hu, truth):
+    """Blood label at the native grid from a seed's pair of studies (identical anatomy and noise): per slice, the
+    truth's voxel count of pixels with the largest positive difference. The difference is the painted blood
+    blurred by the reconstruction kernel (edema only lowers HU), so its top-N pixels are the painted ones."""
+    diff = positive_hu - negative_hu
+    mask = np.zeros(diff.shape, dtype=np.uint8)
+    for extent in truth["hemorrhage"].get("slices", []):
+        k, n = extent["slice"], extent["voxels"]
+        flat = diff[k].ravel()
+        top = np.argpartition(-flat, n - 1)[:n]
+        m = np.zeros(flat.shape, dtype=np.uint8)
+        m[top] = 1
+        mask[k] = m.reshape(diff[k].shape)
+    return mask
+
+
+def load_truth(folder):
+    with open(os.path.join(folder, "truth.json")) as f:
+        return json.load(f)
