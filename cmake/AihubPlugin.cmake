@@ -5,6 +5,7 @@
 # -fno-gnu-unique stops the compiler from emitting STB_GNU_UNIQUE symbols (which pin a library in memory and
 # turn dlclose into a no-op, so a hot reload of the same path would run the old code).
 set(AIHUB_PLUGIN_VERSION_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/../plugin_api/aihub_plugin.map CACHE INTERNAL "")
+set(AIHUB_PLUGIN_ELF_CHECK ${CMAKE_CURRENT_LIST_DIR}/CheckPluginElf.cmake CACHE INTERNAL "")
 
 function(aihub_add_plugin target)
   cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "SOURCES;LINK" ${ARGN})
@@ -28,4 +29,8 @@ function(aihub_add_plugin target)
   target_link_options(${target} PRIVATE
     -Wl,--version-script=${AIHUB_PLUGIN_VERSION_SCRIPT} -Wl,--no-undefined -Wl,-z,now)
   set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS ${AIHUB_PLUGIN_VERSION_SCRIPT})
+  # A plugin that can never be unloaded fails the build instead of silently breaking hot reload.
+  add_custom_command(TARGET ${target} POST_BUILD
+    COMMAND ${CMAKE_COMMAND} -DPLUGIN=$<TARGET_FILE:${target}> -P ${AIHUB_PLUGIN_ELF_CHECK}
+    VERBATIM)
 endfunction()

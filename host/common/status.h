@@ -45,7 +45,9 @@ template <typename T>
 class StatusOr {
  public:
   StatusOr(T value) : value_(std::move(value)), has_value_(true) {}  // NOLINT: implicit by design
-  StatusOr(Status status) : status_(std::move(status)) {}            // NOLINT
+  // A StatusOr made from an OK status holds no value: that is a caller's bug, reported as INTERNAL.
+  StatusOr(Status status)  // NOLINT
+      : status_(status.ok() ? Status(AIHUB_INTERNAL, "StatusOr constructed from an OK status") : std::move(status)) {}
   bool ok() const { return has_value_; }
   const Status& status() const { return status_; }
   T& value() & { return value_; }

@@ -5,5 +5,5 @@
 #include "compose/hl7_encoder.h"   // Hl7Options, EncodeOru
 #include "compose/ids.h"           // AssignIdentifiers
 #include "compose/result.h"
-#include "compose/result_json.h"   // ToJson, ResultFromJson
+#include "compose/result_json.h"   // ToJson, ToJsonText, ResultFromJson
 #include "compose/sr_encoder.h"    // EncodeSr

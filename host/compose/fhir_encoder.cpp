@@ -41,7 +41,7 @@ json PatientReference(const StudyIdentity& s) {
     // Issuer of Patient ID is free text in DICOM; make it a URI by percent-encoding everything unusual.
     std::string issuer;
     static const char kHex[] = "0123456789ABCDEF";
-    for (unsigned char c : s.issuer_of_patient_id) {
+    for (unsigned char c : ReplaceInvalidUtf8(s.issuer_of_patient_id)) {
       if (std::isalnum(c) || c == '-' || c == '.' || c == '_') {
         issuer += static_cast<char>(c);
       } else {
@@ -61,17 +61,29 @@ json PatientReference(const StudyIdentity& s) {
   return ref;
 }
 
+// Coded (present/absent) results take POS / NEG, not A / N: "Normal" for an absent finding would let a
+// worklist read it as a normal study. A critical present finding keeps AA ("Critical abnormal"), the one code of
+// the R4 observation-interpretation value set that says critical.
 json Interpretation(const Finding& f) {
-  const char* code = "N";
-  const char* display = "Normal";
+  const char* code = "NEG";
+  const char* display = "Negative";
   if (f.presence == Presence::kIndeterminate) {
     code = "IND";
     display = "Indeterminate";
   } else if (f.presence == Presence::kPresent) {
-    code = f.urgency == Urgency::kCritical ? "AA" : "A";
-    display = f.urgency == Urgency::kCritical ? "Critical abnormal" : "Abnormal";
+    code = f.urgency == Urgency::kCritical ? "AA" : "POS";
+    display = f.urgency == Urgency::kCritical ? "Critical abnormal" : "Positive";
   }
   return json::array({{{"coding", json::array({{{"system", kInterpretationSystem}, {"code", code}, {"display", display}}})}}});
+}
+
+// Every string in the tree, made valid UTF-8 with the encoders' shared rule (the keys are ours and ASCII).
+void ReplaceInvalidUtf8Strings(json& j) {
+  if (j.is_string()) {
+    j = ReplaceInvalidUtf8(j.get_ref<const std::string&>());
+  } else if (j.is_structured()) {
+    for (json& child : j) ReplaceInvalidUtf8Strings(child);
+  }
 }
 
 json Entry(const std::string& full_url_seed, json resource, const std::string& type, const std::string& system,
@@ -154,7 +166,9 @@ std::string EncodeFhirBundle(const Result& r) {
                           kSrIdentifierSystem, r.sr_sop_instance_uid));
 
   json bundle = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", std::move(entries)}};
-  // Plugin text may not be valid UTF-8; replace bad bytes rather than throw.
+  // Plugin text may not be valid UTF-8: replace bad sequences as the SR and HL7 encoders do. The replace
+  // handler is a second guard, so that dump() can never throw on it.
+  ReplaceInvalidUtf8Strings(bundle);
   return bundle.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

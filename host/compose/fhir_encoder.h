@@ -15,11 +15,13 @@ namespace aihub::compose {
 //  - subject Patient by identifier; effectiveDateTime = study date (else completed_at); issued = completed_at;
 //  - device by identifier (urn:dicom:uid, urn:oid:<device uid>) with display;
 //  - derivedFrom ImagingStudy by identifier (urn:dicom:uid, urn:oid:<StudyInstanceUID>);
-//  - interpretation (v3 ObservationInterpretation): AA present+critical, A present, N absent, IND indeterminate;
+//  - interpretation (v3 ObservationInterpretation): AA present+critical, POS present, NEG absent, IND
+//    indeterminate (never N "Normal": an absent finding is not a normal study);
 //  - bodySite = finding site; component[]: each measurement (UCUM valueQuantity), Certainty of Finding (%),
 //    urgency (local code system urn:aihub:codes), laterality (SNOMED); note = finding text.
 // The DiagnosticReport (identifier urn:aihub:sr|<SR SOP Instance UID>, conditional create too) lists the
-// Observations, carries the summary as conclusion, and exists even when there are no findings.
+// Observations, carries the summary as conclusion, and exists even when there are no findings. Every string is
+// valid UTF-8: invalid sequences become U+FFFD (ReplaceInvalidUtf8 in format.h).
 std::string EncodeFhirBundle(const Result& result);
 
 }  // namespace aihub::compose

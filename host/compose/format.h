@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "compose/result.h"
 
@@ -12,6 +13,12 @@ namespace aihub::compose {
 // Shortest decimal text that reads back as the same double, with at most `max_chars` characters
 // (precision is dropped to fit, e.g. for DICOM DS which allows 16). Non-finite values give "0".
 std::string FormatNumber(double value, size_t max_chars = 24);
+
+// `text` with every ill-formed UTF-8 sequence replaced by U+FFFD (one per maximal subpart, as Unicode ch. 3
+// recommends): overlongs, surrogates, code points above U+10FFFF, stray continuation bytes and truncated
+// sequences. Plugin text is untrusted, while the SR (ISO_IR 192), FHIR JSON and HL7 (MSH-18 UNICODE UTF-8) all
+// declare UTF-8, so every encoder passes its text through here.
+std::string ReplaceInvalidUtf8(std::string_view text);
 
 // Confidence [0, 1] as a percentage rounded to 1e-4 %, so 0.93 prints "93", not "93.00000000000001".
 double ConfidencePercent(double confidence);

@@ -9,24 +9,44 @@
 
 namespace aihub::compose {
 
-std::string EscapeHl7(const std::string& text) {
+namespace {
+
+// Escapes the delimiters (HL7 v2.5.1 ch. 2.7). Line breaks: ST/TX-safe hex escapes \X0D\ and \X0A\, or for
+// FT fields the formatting command \.br\ (CRLF is one break). Neither ever leaves a raw CR, which would end
+// the segment. Invalid UTF-8 is replaced first, since MSH-18 declares UTF-8.
+std::string Escape(const std::string& raw, bool formatted_text) {
+  const std::string text = ReplaceInvalidUtf8(raw);
   std::string out;
   out.reserve(text.size());
-  for (char c : text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
     switch (c) {
       case '|': out += "\\F\\"; break;
       case '^': out += "\\S\\"; break;
       case '~': out += "\\R\\"; break;
       case '\\': out += "\\E\\"; break;
       case '&': out += "\\T\\"; break;
-      case '\r': out += "\\X0D\\"; break;
-      case '\n': out += "\\X0A\\"; break;
+      case '\r':
+        if (!formatted_text) {
+          out += "\\X0D\\";
+          break;
+        }
+        if (i + 1 < text.size() && text[i + 1] == '\n') ++i;
+        out += "\\.br\\";
+        break;
+      case '\n': out += formatted_text ? "\\.br\\" : "\\X0A\\"; break;
       default:
         out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
     }
   }
   return out;
 }
+
+}  // namespace
+
+std::string EscapeHl7(const std::string& text) { return Escape(text, false); }
+
+std::string EscapeHl7FormattedText(const std::string& text) { return Escape(text, true); }
 
 namespace {
 
@@ -53,11 +73,14 @@ std::string Segment(std::vector<std::string> fields) {
   return out;
 }
 
-// "YYYYMMDDHHMMSS" from completed_at (or "" when it is not a timestamp).
+// DTM "YYYYMMDDHHMMSS+ZZZZ" from completed_at (or "" when it is not a timestamp). HL7 reads a DTM without an
+// offset as the sender's local time, so the offset is always written: completed_at's own, else "+0000" (the
+// Result contract says completed_at is UTC).
 std::string Hl7Timestamp(const std::string& iso) {
   std::optional<Timestamp> t = ParseIsoTimestamp(iso);
   if (!t) return "";
-  return t->date + (t->time.empty() ? "" : t->time);
+  if (t->time.empty()) return t->date;
+  return t->date + t->time + (t->offset.empty() ? "+0000" : t->offset);
 }
 
 std::string Digits(const std::string& s, size_t max) {
@@ -90,9 +113,10 @@ std::string Sex(const std::string& dicom) {
   return dicom.empty() ? "" : "U";
 }
 
+// Table 0078 has no "negative" in 2.5.1, and "N" (normal) would let a worklist read an absent finding as a
+// normal study: absent and indeterminate findings carry no flag; OBX-5 says which.
 const char* AbnormalFlag(const Finding& f) {
   if (f.presence == Presence::kPresent) return f.urgency == Urgency::kCritical ? "AA" : "A";
-  if (f.presence == Presence::kAbsent) return "N";
   return "";
 }
 
@@ -121,7 +145,9 @@ std::string EncodeOru(const Result& r, const Hl7Options& o) {
                               Components(referrer), "", EscapeHl7(s.accession_number), "", "", "", completed, "",
                               "RAD", status}));
   size_t nte = 0;
-  if (!r.summary.empty()) segments.push_back(Segment({"NTE", std::to_string(++nte), "L", EscapeHl7(r.summary)}));
+  if (!r.summary.empty()) {
+    segments.push_back(Segment({"NTE", std::to_string(++nte), "L", EscapeHl7FormattedText(r.summary)}));
+  }
 
   size_t set_id = 0;
   auto obx = [&](const std::string& type, const std::string& id, const std::string& sub_id, const std::string& value,
@@ -135,7 +161,9 @@ std::string EncodeOru(const Result& r, const Hl7Options& o) {
     const std::string sub_id = std::to_string(i + 1);
     obx("CWE", Cwe(f.concept), sub_id, Cwe(PresenceConcept(f.presence)), "", AbnormalFlag(f),
         FormatNumber(f.confidence));
-    if (!f.text.empty()) segments.push_back(Segment({"NTE", std::to_string(++nte), "L", EscapeHl7(f.text)}));
+    if (!f.text.empty()) {
+      segments.push_back(Segment({"NTE", std::to_string(++nte), "L", EscapeHl7FormattedText(f.text)}));
+    }
     for (const Measurement& m : f.measurements) {
       std::string unit = m.unit_ucum.empty() ? "1" : m.unit_ucum;
       obx("NM", Cwe(m.concept), sub_id, FormatNumber(m.value), Components({unit, m.unit_meaning, "UCUM"}), "", "");
@@ -149,10 +177,11 @@ std::string EncodeOru(const Result& r, const Hl7Options& o) {
     }
   }
 
+  // Every segment, the last included, ends with <CR> (HL7 v2.5.1 ch. 2.5.1).
   std::string out;
-  for (size_t i = 0; i < segments.size(); ++i) {
-    if (i > 0) out += '\r';
-    out += segments[i];
+  for (const std::string& segment : segments) {
+    out += segment;
+    out += '\r';
   }
   return out;
 }

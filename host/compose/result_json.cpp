@@ -94,6 +94,10 @@ json ToJson(const Result& r) {
   return j;
 }
 
+std::string ToJsonText(const Result& result) {
+  return ToJson(result).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 namespace {
 
 // Thrown inside the reader only and turned into a Status at its one entry point.

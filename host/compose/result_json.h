@@ -1,6 +1,8 @@
 // Lossless JSON form of a Result, for the job store.
 #pragma once
 
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
@@ -9,8 +11,12 @@
 namespace aihub::compose {
 
 // Enums are written as lower-case names ("present", "critical", "polygon"); "format" carries the version.
-// Strings from plugins may hold invalid UTF-8: dump with nlohmann::json::error_handler_t::replace.
+// Strings from plugins may hold invalid UTF-8, on which a plain dump() throws: serialize with ToJsonText.
 nlohmann::json ToJson(const Result& result);
+
+// ToJson(result) as compact JSON text, dumped with error_handler_t::replace so that invalid UTF-8 in plugin
+// strings becomes U+FFFD instead of an exception. Use this, not ToJson(...).dump(), to store a result.
+std::string ToJsonText(const Result& result);
 
 // Reads what ToJson wrote. Missing optional members take their defaults; a member of the wrong type, an
 // unknown enum name, or a missing required member (job_key, findings[i].concept.value) is INVALID_ARGUMENT

@@ -64,11 +64,11 @@ namespace {
     if (aihub_cond_.bad()) return Internal(std::string("SR: ") + (what) + ": " + aihub_cond_.text()); \
   } while (0)
 
-// DICOM strings from untrusted sources: no backslash (the value delimiter), no control characters, clipped to
-// the VR's maximum length so the element stays valid.
+// DICOM strings from untrusted sources: valid UTF-8 (the SR declares ISO_IR 192), no backslash (the value
+// delimiter), no control characters, clipped to the VR's maximum length so the element stays valid.
 std::string Clean(const std::string& s, size_t max_chars) {
   std::string out;
-  for (char c : s) {
+  for (char c : ReplaceInvalidUtf8(s)) {
     unsigned char u = static_cast<unsigned char>(c);
     if (c == '\\') {
       out += '/';
@@ -88,10 +88,10 @@ std::string Clean(const std::string& s, size_t max_chars) {
   return out;
 }
 
-// Free text (UT) keeps line breaks; only other control characters go.
+// Free text (UT) keeps line breaks; only other control characters and invalid UTF-8 go.
 std::string CleanText(const std::string& s) {
   std::string out;
-  for (char c : s) {
+  for (char c : ReplaceInvalidUtf8(s)) {
     unsigned char u = static_cast<unsigned char>(c);
     out += (u < 0x20 && c != '\n' && c != '\r' && c != '\t') || u == 0x7f ? ' ' : c;
   }

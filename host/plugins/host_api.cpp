@@ -1,7 +1,9 @@
 #include "plugins/host_api.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "common/log.h"
 
@@ -10,12 +12,20 @@ namespace {
 
 using Limits = BuilderLimits;
 
-// Minimum struct sizes accepted: the size of each struct in ABI 1.0. A plugin built against a later minor
-// version passes a larger struct; only the 1.0 fields are read.
-constexpr uint32_t kMinFindingSize = sizeof(aihub_finding);
-constexpr uint32_t kMinMeasurementSize = sizeof(aihub_measurement);
-constexpr uint32_t kMinRegionSize = sizeof(aihub_region);
+// Minimum struct sizes accepted: the size of each struct in ABI 1.0, frozen as the end of its last 1.0 field
+// (not sizeof, which grows when a later minor version appends fields). A plugin built against a later minor
+// passes a larger struct; only the 1.0 fields are read. The static_asserts pin the 1.0 layout on LP64.
+constexpr uint32_t kMinFindingSize = offsetof(aihub_finding, text) + sizeof(const char*);
+constexpr uint32_t kMinMeasurementSize = offsetof(aihub_measurement, unit_meaning) + sizeof(const char*);
+constexpr uint32_t kMinRegionSize = offsetof(aihub_region, point_count) + sizeof(uint32_t);
 constexpr uint32_t kMinGeometrySize = offsetof(aihub_frame_geometry, frame_number) + sizeof(uint32_t);
+static_assert(sizeof(void*) != 8 || kMinFindingSize == 72, "aihub_finding 1.0 layout changed");
+static_assert(sizeof(void*) != 8 || kMinMeasurementSize == 56, "aihub_measurement 1.0 layout changed");
+static_assert(sizeof(void*) != 8 || kMinRegionSize == 28, "aihub_region 1.0 layout changed");
+static_assert(sizeof(void*) != 8 || kMinGeometrySize == 188, "aihub_frame_geometry 1.0 layout changed");
+static_assert(sizeof(void*) != 8 || sizeof(aihub_code) == 24, "aihub_code is frozen");
+static_assert(sizeof(void*) != 8 || offsetof(aihub_host_api, plugin_directory) == 16 + 19 * 8,
+              "aihub_host_api 1.0 layout changed");
 
 LogLevel ToLogLevel(int32_t level) {
   switch (level) {
@@ -74,11 +84,9 @@ void CtxLog(aihub_plugin_context* ctx, int32_t level, const char* message) {
 const char* CtxConfigJson(aihub_plugin_context* ctx) { return ctx ? ctx->config_json.c_str() : "{}"; }
 
 const char* CtxConfigString(aihub_plugin_context* ctx, const char* key) {
-  if (ctx == nullptr || key == nullptr || !ctx->config.is_object()) return nullptr;
-  auto it = ctx->config.find(key);
-  if (it == ctx->config.end() || it->is_structured() || it->is_null()) return nullptr;
-  ctx->returned.push_back(it->is_string() ? it->get<std::string>() : it->dump());
-  return ctx->returned.back().c_str();
+  if (ctx == nullptr || key == nullptr) return nullptr;
+  auto it = ctx->config_strings.find(key);
+  return it == ctx->config_strings.end() ? nullptr : it->second.c_str();
 }
 
 double CtxConfigNumber(aihub_plugin_context* ctx, const char* key, double fallback) {
@@ -142,7 +150,7 @@ int32_t FrameGeometry(aihub_job* job, uint32_t series_index, uint32_t frame_inde
   const dicom::FrameGeometry& g = f.geometry;
   aihub_frame_geometry v;
   std::memset(&v, 0, sizeof v);
-  v.struct_size = out->struct_size;
+  v.struct_size = static_cast<uint32_t>(std::min<size_t>(out->struct_size, sizeof v));  // what the host filled
   v.rows = g.rows;
   v.columns = g.columns;
   v.samples_per_pixel = g.samples_per_pixel;
@@ -301,17 +309,44 @@ int32_t SetSummary(aihub_job* job, const char* text) {
   return AIHUB_OK;
 }
 
+// Host functions are called from C frames: nothing may propagate out of them. The ones that allocate (logging,
+// copies into the result, decoding) answer an exception with a neutral value: RESOURCE_EXHAUSTED for statuses,
+// 0/NULL otherwise.
+template <typename R>
+R OnThrow() {
+  if constexpr (std::is_void_v<R>) {
+    return;
+  } else if constexpr (std::is_same_v<R, int32_t>) {
+    return AIHUB_RESOURCE_EXHAUSTED;
+  } else {
+    return R{};
+  }
+}
+
+template <auto Fn>
+struct NoThrow;
+template <typename R, typename... A, R (*Fn)(A...)>
+struct NoThrow<Fn> {
+  static R Call(A... a) noexcept {
+    try {
+      return Fn(a...);
+    } catch (...) {
+      return OnThrow<R>();
+    }
+  }
+};
+
 const aihub_host_api kHostApi = {
     sizeof(aihub_host_api),
     AIHUB_PLUGIN_API_VERSION_MAJOR,
     AIHUB_PLUGIN_API_VERSION_MINOR,
-    &CtxLog,
+    &NoThrow<&CtxLog>::Call,
     &CtxConfigJson,
     &CtxConfigString,
     &CtxConfigNumber,
-    &CtxSetError,
-    &JobLog,
-    &JobSetError,
+    &NoThrow<&CtxSetError>::Call,
+    &NoThrow<&JobLog>::Call,
+    &NoThrow<&JobSetError>::Call,
     &JobIsCancelled,
     &JobProgress,
     &StudyTag,
@@ -319,11 +354,11 @@ const aihub_host_api kHostApi = {
     &SeriesTag,
     &FrameCount,
     &FrameGeometry,
-    &ReadFrame,
-    &AddFinding,
-    &AddMeasurement,
-    &AddRegion,
-    &SetSummary,
+    &NoThrow<&ReadFrame>::Call,
+    &NoThrow<&AddFinding>::Call,
+    &NoThrow<&AddMeasurement>::Call,
+    &NoThrow<&AddRegion>::Call,
+    &NoThrow<&SetSummary>::Call,
     &CtxPluginDirectory,
 };
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -48,7 +49,9 @@ struct aihub_plugin_context {
   std::string config_json = "{}";
   nlohmann::json config = nlohmann::json::object();
   std::string error;                       // context_set_error
-  std::vector<std::string> returned;       // keeps config_string results alive until the next create call
+  // Top-level scalar config values as text, filled once at load and read-only after: config_string returns
+  // pointers into it, stable until destroy, safe from any thread.
+  std::map<std::string, std::string> config_strings;
 };
 
 struct aihub_job {

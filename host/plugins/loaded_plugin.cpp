@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
+#include <map>
 #include <vector>
 
 #include <system_error>
@@ -29,25 +31,46 @@ struct LoadedPlugin::Library {
 
 namespace {
 
-// Copies `src` to `dst` through a temporary file and an atomic rename, so a concurrent reader never sees a
-// partial copy. An existing `dst` with the same name has the same content (the name is its hash).
-Status CopyAtomically(const fs::path& src, const fs::path& dst) {
+// Copies `src` into the cache under the hash of what was copied: the copy is hashed, not the source, because
+// a deploy may overwrite the source while it is read. The copy is fsync'd and renamed into place, so a reader
+// never sees a partial file; an existing cache file of that name is trusted only if its content still hashes
+// to its name. Returns the cached path; NOT_FOUND when the source cannot be read.
+StatusOr<fs::path> CopyToCache(const fs::path& src, const fs::path& cache_dir) {
+  static std::atomic<unsigned> counter{0};
   std::error_code ec;
-  if (fs::exists(dst, ec)) return Status::Ok();
-  const fs::path tmp = dst.string() + ".tmp." + std::to_string(::getpid());
+  fs::create_directories(cache_dir, ec);
+  const fs::path tmp =
+      cache_dir / (".incoming-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
   fs::copy_file(src, tmp, fs::copy_options::overwrite_existing, ec);
-  if (ec) return Internal("cannot copy " + src.string() + " to the plugin cache: " + ec.message());
-  int fd = ::open(tmp.c_str(), O_RDONLY);
+  if (ec) {
+    fs::remove(tmp, ec);
+    return NotFound("unreadable: " + ec.message());
+  }
+  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
     ::fsync(fd);
     ::close(fd);
   }
-  fs::rename(tmp, dst, ec);
+  auto sha = Sha256File(tmp);
+  if (!sha.ok()) {
+    fs::remove(tmp, ec);
+    return NotFound("unreadable: " + sha.status().message());
+  }
+  const fs::path cached = cache_dir / (*sha + ".so");
+  if (fs::exists(cached, ec)) {
+    auto existing = Sha256File(cached);
+    if (existing.ok() && *existing == *sha) {
+      fs::remove(tmp, ec);
+      return cached;
+    }
+    LogWarning("registry", "plugin cache file " + cached.string() + " does not match its hash; replacing it");
+  }
+  fs::rename(tmp, cached, ec);
   if (ec) {
     fs::remove(tmp, ec);
     return Internal("cannot rename into the plugin cache: " + ec.message());
   }
-  return Status::Ok();
+  return cached;
 }
 
 // dlopen maps segments straight from the file: a truncated or corrupt .so (a deploy still being copied) would
@@ -115,9 +138,42 @@ bool ValidPluginId(const std::string& id) {
 
 LoadedPlugin::LoadedPlugin() : lib_(std::make_unique<Library>()) {}
 
+namespace {
+
+// How many LoadedPlugin objects map each cached file (the same content can be loaded twice, e.g. a version
+// swapped out and back in while a job still holds the first load): dlclose unmaps only after the last.
+std::mutex g_mapped_mutex;
+std::map<std::string, int> g_mapped;
+
+void NoteMapped(const fs::path& p) {
+  std::lock_guard<std::mutex> lock(g_mapped_mutex);
+  ++g_mapped[p.string()];
+}
+
+// Returns true when this was the last load of `p`.
+bool NoteUnmapped(const fs::path& p) {
+  std::lock_guard<std::mutex> lock(g_mapped_mutex);
+  auto it = g_mapped.find(p.string());
+  if (it == g_mapped.end()) return false;
+  if (--it->second > 0) return false;
+  g_mapped.erase(it);
+  return true;
+}
+
+bool IsMappedNow(const fs::path& p) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find(p.string()) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 LoadedPlugin::~LoadedPlugin() {
-  if (instance_ == nullptr) return;  // never fully loaded: nothing to announce; lib_ still unmaps
-  if (lib_->destroy != nullptr) {
+  const bool created = instance_ != nullptr;
+  if (created && lib_->destroy != nullptr) {
     try {
       lib_->destroy(instance_);
     } catch (...) {
@@ -125,19 +181,24 @@ LoadedPlugin::~LoadedPlugin() {
     }
   }
   instance_ = nullptr;
-  // lib_ is destroyed next; its shared_library destructor calls dlclose.
-  LogInfo("registry", "unloaded " + info_.id + " " + info_.version + " (" + info_.so_sha256.substr(0, 12) + ")");
+  if (!lib_->dll.is_loaded()) return;
+  lib_->dll.unload();
+  // dlclose can silently keep a library mapped (thread_local destructors, unique symbols in linked static
+  // libraries); say so, since a hot reload would then not free the old version.
+  if (NoteUnmapped(info_.loaded_path) && IsMappedNow(info_.loaded_path)) {
+    LogWarning("registry", info_.id + " " + info_.version + " is still mapped after dlclose (thread_local objects "
+                           "with destructors or STB_GNU_UNIQUE symbols in the plugin?)");
+  } else if (created) {
+    LogInfo("registry", "unloaded " + info_.id + " " + info_.version + " (" + info_.so_sha256.substr(0, 12) + ")");
+  }
 }
 
 StatusOr<LoadedPluginPtr> LoadedPlugin::Load(const LoadOptions& options) {
   const std::string file = options.source.string();
-  auto sha = Sha256File(options.source);
-  if (!sha.ok()) return Status(AIHUB_NOT_FOUND, file + ": unreadable: " + sha.status().message());
-
-  std::error_code ec;
-  fs::create_directories(options.cache_dir, ec);
-  const fs::path cached = options.cache_dir / (*sha + ".so");
-  if (Status st = CopyAtomically(options.source, cached); !st.ok()) return Status(st.code(), file + ": " + st.message());
+  auto copied = CopyToCache(options.source, options.cache_dir);
+  if (!copied.ok()) return Status(copied.status().code(), file + ": " + copied.status().message());
+  const fs::path cached = *copied;
+  const std::string sha = cached.stem().string();
 
   if (Status st = ValidateElf(cached); !st.ok()) return Status(st.code(), file + ": " + st.message());
 
@@ -148,6 +209,8 @@ StatusOr<LoadedPluginPtr> LoadedPlugin::Load(const LoadOptions& options) {
   } catch (const std::exception& e) {
     return Status(AIHUB_FAILED_PRECONDITION, file + ": cannot load shared library: " + e.what());
   }
+  plugin->info_.loaded_path = cached;
+  NoteMapped(cached);
 
   lib.describe = Symbol<aihub_plugin_describe_fn>(lib.dll, AIHUB_PLUGIN_DESCRIBE_SYMBOL);
   lib.create = Symbol<aihub_plugin_create_fn>(lib.dll, AIHUB_PLUGIN_CREATE_SYMBOL);
@@ -197,7 +260,7 @@ StatusOr<LoadedPluginPtr> LoadedPlugin::Load(const LoadOptions& options) {
   info.capabilities = d->capabilities;
   info.api_version_major = d->api_version_major;
   info.api_version_minor = d->api_version_minor;
-  info.so_sha256 = *sha;
+  info.so_sha256 = sha;
   info.source_path = options.source;
   info.loaded_path = cached;
   if (info.version.empty() || info.model_version.empty()) {
@@ -214,6 +277,12 @@ StatusOr<LoadedPluginPtr> LoadedPlugin::Load(const LoadOptions& options) {
   } catch (const std::exception& e) {
     return InvalidArgument(file + ": plugin config is not valid JSON: " + e.what());
   }
+  if (ctx.config.is_object()) {
+    for (const auto& [key, value] : ctx.config.items()) {
+      if (value.is_structured() || value.is_null()) continue;
+      ctx.config_strings[key] = value.is_string() ? value.get<std::string>() : value.dump();
+    }
+  }
 
   int32_t rc = AIHUB_UNKNOWN;
   try {
@@ -223,7 +292,6 @@ StatusOr<LoadedPluginPtr> LoadedPlugin::Load(const LoadOptions& options) {
   } catch (...) {
     ctx.error = "exception crossed the C ABI";
   }
-  ctx.returned.clear();
   if (rc != AIHUB_OK || plugin->instance_ == nullptr) {
     plugin->instance_ = nullptr;
     return Status(rc == AIHUB_OK ? AIHUB_INTERNAL : static_cast<aihub_status_code>(rc),
@@ -248,9 +316,10 @@ Status LoadedPlugin::SelfTest() {
     context_.error = "exception crossed the C ABI";
   }
   if (rc == AIHUB_OK) return Status::Ok();
-  return Status(static_cast<aihub_status_code>(rc == AIHUB_OK ? AIHUB_INTERNAL : rc),
-                "self-test of " + info_.id + " " + info_.version + " failed: " +
-                    (context_.error.empty() ? StatusCodeName(rc) : context_.error));
+  const aihub_status_code code =
+      (rc > 0 && rc <= AIHUB_UNAUTHENTICATED) ? static_cast<aihub_status_code>(rc) : AIHUB_INTERNAL;
+  return Status(code, "self-test of " + info_.id + " " + info_.version + " failed: " +
+                          (context_.error.empty() ? StatusCodeName(rc) : context_.error));
 }
 
 Status LoadedPlugin::Execute(const JobInput& input, JobOutput* output, const std::atomic<bool>* cancel) {
@@ -272,7 +341,10 @@ Status LoadedPlugin::Execute(const JobInput& input, JobOutput* output, const std
     job.error = "exception crossed the C ABI";
   }
   if (rc != AIHUB_OK) {
-    const std::string detail = job.error.empty() ? std::string("no reason given") : job.error;
+    std::string detail = job.error.empty() ? std::string("no reason given") : job.error;
+    // A plugin that stops at a refused builder call (the C++ helper throws) reports "add_finding failed";
+    // the builder knows why.
+    if (!job.builder_error.empty()) detail += " (result builder: " + job.builder_error + ")";
     if (rc < 0 || rc > AIHUB_UNAUTHENTICATED) {
       return Internal(info_.id + " returned an unknown status " + std::to_string(rc) + ": " + detail);
     }

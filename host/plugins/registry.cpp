@@ -70,7 +70,10 @@ std::vector<ReloadEvent> PluginRegistry::Rescan() {
   std::vector<ReloadEvent> events;
   const std::vector<fs::path> candidates = ListCandidates(plugin_dir_);
 
-  // Files that disappeared: their plugin is no longer offered (running jobs keep their pinned version).
+  // Files that disappeared: their plugin is no longer offered (running jobs keep their pinned version). A file
+  // refused earlier as a duplicate of a retired id is forgotten, so this scan loads it as the id's new owner.
+  std::vector<LoadedPluginPtr> retired;  // released after the locks, with the events emitted
+  std::vector<ReloadEvent> removed;
   for (auto it = files_.begin(); it != files_.end();) {
     if (std::find(candidates.begin(), candidates.end(), it->first) != candidates.end()) {
       ++it;
@@ -81,14 +84,23 @@ std::vector<ReloadEvent> PluginRegistry::Rescan() {
       std::lock_guard<std::mutex> lock(active_mutex_);
       auto owner = owner_.find(id);
       if (owner != owner_.end() && owner->second == it->first) {
-        const std::string version = active_[id] ? active_[id]->info().version : "";
+        LoadedPluginPtr old = active_[id];
+        retired.push_back(old);
+        removed.push_back({ReloadEvent::Kind::kRemoved, id, old ? old->info().version : "", it->second.sha256,
+                           it->first, ""});
         active_.erase(id);
         owner_.erase(owner);
-        Emit(events, {ReloadEvent::Kind::kRemoved, id, version, it->second.sha256, it->first, ""});
       }
     }
     it = files_.erase(it);
   }
+  for (const ReloadEvent& e : removed) {
+    for (auto it = files_.begin(); it != files_.end();) {
+      it = it->second.duplicate_of == e.plugin_id ? files_.erase(it) : std::next(it);
+    }
+    Emit(events, e);
+  }
+  retired.clear();
 
   for (const fs::path& path : candidates) {
     struct stat st {};
@@ -103,14 +115,18 @@ std::vector<ReloadEvent> PluginRegistry::Rescan() {
         known->second.inode == state.inode) {
       continue;  // unchanged since the last scan
     }
+    // A file keeps the id it provides until a version of it is accepted: a rejected upgrade leaves the old
+    // version active and still owned by this file.
+    state.plugin_id = known != files_.end() ? known->second.plugin_id : "";
     auto sha = Sha256File(path);
     if (!sha.ok()) {
+      files_[path] = state;  // not retried (nor re-reported) until the file changes
       Emit(events, {ReloadEvent::Kind::kRejected, "", "", "", path, "unreadable: " + sha.status().message()});
       continue;
     }
     state.sha256 = *sha;
     if (known != files_.end() && known->second.sha256 == state.sha256) {
-      state.plugin_id = known->second.plugin_id;
+      state.duplicate_of = known->second.duplicate_of;
       known->second = state;  // touched, same content
       continue;
     }
@@ -131,6 +147,7 @@ std::vector<ReloadEvent> PluginRegistry::Rescan() {
       std::lock_guard<std::mutex> lock(active_mutex_);
       auto owner = owner_.find(info.id);
       if (owner != owner_.end() && owner->second != path) {
+        state.duplicate_of = info.id;
         files_[path] = state;
         Emit(events, {ReloadEvent::Kind::kRejected, info.id, info.version, state.sha256, path,
                       "duplicate plugin id '" + info.id + "': already provided by " +
@@ -161,6 +178,7 @@ std::vector<ReloadEvent> PluginRegistry::Rescan() {
       }
     }
     state.plugin_id = info.id;
+    state.duplicate_of.clear();
     files_[path] = state;
     Emit(events, {previous ? ReloadEvent::Kind::kReplaced : ReloadEvent::Kind::kLoaded, info.id, info.version,
                   info.so_sha256, path, previous ? "was " + previous->info().version : ""});
@@ -187,8 +205,8 @@ void PluginRegistry::StartWatching(std::chrono::milliseconds poll) {
   {
     std::lock_guard<std::mutex> lock(wake_mutex_);
     stop_ = false;
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   }
-  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   // The watch is in place before this returns, so a deploy right after StartWatching is never missed.
   inotify_fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   if (inotify_fd_ >= 0 &&
@@ -206,19 +224,21 @@ void PluginRegistry::StopWatching() {
   {
     std::lock_guard<std::mutex> lock(wake_mutex_);
     stop_ = true;
+    const uint64_t one = 1;
+    if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof one);
   }
-  const uint64_t one = 1;
-  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof one);
   watcher_.join();
+  std::lock_guard<std::mutex> lock(wake_mutex_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
   if (inotify_fd_ >= 0) ::close(inotify_fd_);
   wake_fd_ = inotify_fd_ = -1;
 }
 
 void PluginRegistry::RequestRescan() {
-  rescan_requested_ = true;
+  // Under wake_mutex_: StopWatching closes wake_fd_ only after setting stop_ under the same lock.
+  std::lock_guard<std::mutex> lock(wake_mutex_);
   const uint64_t one = 1;
-  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof one);
+  if (!stop_ && wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof one);
 }
 
 void PluginRegistry::WatchLoop(std::chrono::milliseconds poll_interval) {
@@ -247,7 +267,6 @@ void PluginRegistry::WatchLoop(std::chrono::milliseconds poll_interval) {
       std::lock_guard<std::mutex> lock(wake_mutex_);
       if (stop_) break;
     }
-    rescan_requested_ = false;
     Rescan();
   }
 }

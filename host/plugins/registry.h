@@ -65,7 +65,8 @@ class PluginRegistry {
     std::filesystem::file_time_type mtime{};
     uintmax_t inode = 0;
     std::string sha256;
-    std::string plugin_id;       // id this file provides ("" when rejected)
+    std::string plugin_id;       // id this file provides, or provided before a rejected upgrade ("" if none)
+    std::string duplicate_of;    // id this file was refused for because another file provides it
   };
   void WatchLoop(std::chrono::milliseconds poll);
   void Emit(std::vector<ReloadEvent>& events, ReloadEvent e);
@@ -86,7 +87,6 @@ class PluginRegistry {
   std::mutex wake_mutex_;
   std::condition_variable wake_;
   bool stop_ = false;
-  std::atomic<bool> rescan_requested_{false};
   int wake_fd_ = -1;                                    // eventfd to interrupt poll()
   int inotify_fd_ = -1;                                 // watch on plugin_dir, or -1 (polling only)
 };

@@ -181,13 +181,15 @@ class Job {
 
 namespace detail {
 
-// What a plugin instance looks like to the host: the user's object plus the host table.
+// What a plugin instance looks like to the host: the user's object plus its context, which lives as long as
+// the object does (a plugin may keep the PluginContext& its constructor gets, e.g. to log later).
 template <typename Impl>
 struct Instance {
   const aihub_host_api* host;
   aihub_plugin_context* ctx;
+  PluginContext context;
   Impl impl;
-  Instance(const aihub_host_api* h, aihub_plugin_context* c, PluginContext& pc) : host(h), ctx(c), impl(pc) {}
+  Instance(const aihub_host_api* h, aihub_plugin_context* c) : host(h), ctx(c), context(h, c), impl(context) {}
 };
 
 // Runs `fn`, mapping exceptions to a status and reporting their message through `report`.
@@ -221,11 +223,7 @@ int32_t Create(const aihub_host_api* host, aihub_plugin_context* ctx, aihub_plug
   if (out == nullptr || host == nullptr) return AIHUB_INVALID_ARGUMENT;
   *out = nullptr;
   if (host->api_version_major != AIHUB_PLUGIN_API_VERSION_MAJOR) return AIHUB_FAILED_PRECONDITION;
-  return Guard(
-      [&] {
-        PluginContext pc(host, ctx);
-        *out = reinterpret_cast<aihub_plugin_instance*>(new Instance<Impl>(host, ctx, pc));
-      },
+  return Guard([&] { *out = reinterpret_cast<aihub_plugin_instance*>(new Instance<Impl>(host, ctx)); },
       [&](const char* m) { host->context_set_error(ctx, m); });
 }
 

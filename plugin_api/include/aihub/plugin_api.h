@@ -22,6 +22,19 @@
  *    aihub_plugin_destroy for the instance it created.
  *
  * Exceptions, longjmp and signals must never cross this boundary: every entry point returns a status.
+ *
+ * Threads and lifetimes:
+ *  - An aihub_job handle is valid only during the aihub_plugin_execute call that received it; the job_* and
+ *    study functions may be called from threads the plugin starts, but only until execute returns.
+ *  - An aihub_plugin_context is valid from create until destroy; its functions may be called from any thread.
+ *  - aihub_plugin_destroy must stop and join every thread the instance started: the host unmaps the library
+ *    (dlclose) right after the last instance is destroyed.
+ *  - Avoid thread_local objects with destructors in plugin code: glibc then keeps the library mapped until the
+ *    host thread that touched them exits, so a hot reload cannot unmap the old version.
+ *
+ * Out-parameters with struct_size (aihub_frame_geometry): the caller sets struct_size to the size it was
+ * compiled with; the host fills the fields it knows that fit, and writes back in struct_size how many bytes it
+ * filled, so a plugin built against a newer minor version can tell which fields an older host left unset.
  */
 #ifndef AIHUB_PLUGIN_API_H
 #define AIHUB_PLUGIN_API_H
@@ -143,7 +156,9 @@ typedef struct aihub_plugin_instance aihub_plugin_instance; /* plugin-defined; t
  * ------------------------------------------------------------------------------------------------------------- */
 
 /* A coded concept, as a DICOM code sequence item: (code value, coding scheme designator, code meaning),
- * e.g. ("52101004", "SCT", "Present") or ("RID50", "RADLEX", ...). All three are required. */
+ * e.g. ("52101004", "SCT", "Present") or ("RID50", "RADLEX", ...). All three are required. This struct is
+ * embedded by value and therefore frozen: it will never grow (a later need, e.g. a coding scheme version,
+ * comes as a new optional field of the struct that embeds it). */
 typedef struct aihub_code {
   const char* value;   /* max 64 chars */
   const char* scheme;  /* max 16 chars, e.g. "SCT", "DCM", "RADLEX", "LN", "99LOCAL" */

@@ -96,7 +96,7 @@ TEST_CASE("JSON round trip keeps every field") {
   REQUIRE_MESSAGE(back.ok(), back.status().ToString());
   CheckSame(*back, r);
   // Through text too, as the job store keeps it.
-  StatusOr<Result> from_text = ResultFromJson(json::parse(ToJson(r).dump()));
+  StatusOr<Result> from_text = ResultFromJson(json::parse(ToJsonText(r)));
   REQUIRE(from_text.ok());
   CheckSame(*from_text, r);
   CHECK(ToJson(*from_text) == ToJson(r));
@@ -104,6 +104,21 @@ TEST_CASE("JSON round trip keeps every field") {
   Result other = r;
   other.findings[0].regions[0].points[3] += 1;
   CHECK_FALSE(SameFinding(other.findings[0], back->findings[0]));
+}
+
+TEST_CASE("ToJsonText replaces invalid UTF-8 where a plain dump throws") {
+  Result r = testing::MakeHeadCtResult();
+  CHECK(ToJsonText(r) == ToJson(r).dump());  // valid text is kept byte for byte
+  r.summary = "ok \xff\xfe end";
+  r.findings[0].text = "M\xfcller";  // Latin-1, not UTF-8
+  CHECK_THROWS_AS(ToJson(r).dump(), json::type_error);  // the mistake ToJsonText prevents
+  std::string text;
+  REQUIRE_NOTHROW(text = ToJsonText(r));
+  StatusOr<Result> back = ResultFromJson(json::parse(text));
+  REQUIRE_MESSAGE(back.ok(), back.status().ToString());
+  CHECK(back->summary == "ok \xEF\xBF\xBD\xEF\xBF\xBD end");
+  CHECK(back->findings[0].text == "M\xEF\xBF\xBDller");
+  CHECK(back->job_key == r.job_key);
 }
 
 TEST_CASE("malformed JSON is INVALID_ARGUMENT naming the field") {

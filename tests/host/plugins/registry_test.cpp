@@ -124,9 +124,35 @@ TEST_CASE("duplicate plugin ids are refused; removing the file retires the plugi
         std::string::npos);
   CHECK(ActiveVersion(f.registry, "fixed-work") == "1.0.0");
 
+  CHECK(f.registry.Rescan().empty());  // the refused duplicate is not retried while a_ provides the id
+
+  // Retiring the owner lets the refused duplicate take over.
   std::filesystem::remove(f.dir / "a_fixed_work.so");
   ev = f.registry.Rescan();
-  REQUIRE(ev.size() >= 1);
+  REQUIRE(ev.size() == 2);
+  CHECK(ev[0].kind == ReloadEvent::Kind::kRemoved);
+  CHECK(ev[0].version == "1.0.0");
+  CHECK(ev[1].kind == ReloadEvent::Kind::kLoaded);
+  CHECK(ev[1].file.filename() == "b_fixed_work.so");
+  CHECK(ActiveVersion(f.registry, "fixed-work") == "2.0.0");
+
+  std::filesystem::remove(f.dir / "b_fixed_work.so");
+  ev = f.registry.Rescan();
+  REQUIRE(ev.size() == 1);
+  CHECK(ev[0].kind == ReloadEvent::Kind::kRemoved);
+  CHECK(f.registry.Get("fixed-work") == nullptr);
+}
+
+TEST_CASE("a file whose upgrade was refused still owns its plugin: deleting it retires the old version") {
+  Fixture f;
+  Deploy(TestPlugin("fixed_work_v1"), f.dir / "fixed_work.so");
+  f.registry.Rescan();
+  Deploy(TestPlugin("fixed_work_v3"), f.dir / "fixed_work.so");  // self-test fails
+  REQUIRE(f.registry.Rescan().at(0).kind == ReloadEvent::Kind::kRejected);
+  REQUIRE(ActiveVersion(f.registry, "fixed-work") == "1.0.0");
+  std::filesystem::remove(f.dir / "fixed_work.so");
+  auto ev = f.registry.Rescan();
+  REQUIRE(ev.size() == 1);
   CHECK(ev[0].kind == ReloadEvent::Kind::kRemoved);
   CHECK(f.registry.Get("fixed-work") == nullptr);
 }

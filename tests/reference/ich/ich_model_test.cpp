@@ -1,0 +1,116 @@
+// Pre- and post-processing of the ICH plugin, without libtorch: the numbers train.py relies on.
+#include "ich_model.h"
+
+#include <doctest/doctest.h>
+
+#include <stdexcept>
+#include <vector>
+
+namespace aihub::ich {
+
+TEST_CASE("pooling factor maps square multiples of the grid and refuses the rest") {
+  CHECK(PoolingFactor(512, 512, 128) == 4);
+  CHECK(PoolingFactor(256, 256, 128) == 2);
+  CHECK(PoolingFactor(128, 128, 128) == 1);
+  CHECK(PoolingFactor(192, 192, 128) == 0);
+  CHECK(PoolingFactor(512, 256, 128) == 0);
+  CHECK(PoolingFactor(64, 64, 128) == 0);
+}
+
+TEST_CASE("preprocessing windows to [0, 100] HU before mean pooling and counts bone") {
+  ModelSpec spec;
+  // 4x4 image pooled by 2 to 2x2: one cell of blood, one with a bone pixel, one of air, one of brain.
+  const std::vector<float> hu = {70, 70, 1000, 30,  //
+                                 70, 70, 30,   30,  //
+                                 -1000, -1000, 30, 50,  //
+                                 -1000, -1000, 10, 10};
+  std::vector<float> w(4), b(4);
+  PreprocessSlice(hu.data(), 4, 2, spec, w.data(), b.data());
+  CHECK(w[0] == doctest::Approx(0.7));
+  CHECK(w[1] == doctest::Approx((1.0 + 0.3 * 3) / 4));  // bone clips to 1 before pooling
+  CHECK(w[2] == doctest::Approx(0.0));
+  CHECK(w[3] == doctest::Approx((0.3 + 0.5 + 0.1 + 0.1) / 4));
+  CHECK(b[0] == 0);
+  CHECK(b[1] == doctest::Approx(0.25));
+  CHECK(b[3] == 0);
+}
+
+TEST_CASE("model metadata sets the operating point and rejects bad values") {
+  ModelSpec spec;
+  const std::string version = ParseModelMetadata(
+      R"({"bone_hu": 300.0, "grid": 128, "model_version": "ich-ref-2026.11", "threshold": 0.4321, "top_k": 8})", spec);
+  CHECK(version == "ich-ref-2026.11");
+  CHECK(spec.threshold == doctest::Approx(0.4321));
+  CHECK(spec.top_k == 8);
+  CHECK(spec.grid == 128);
+  ModelSpec other;
+  CHECK_THROWS_AS(ParseModelMetadata(R"({"threshold": 7})", other), std::invalid_argument);
+  CHECK_THROWS_AS(ParseModelMetadata(R"({"grid": 130})", other), std::invalid_argument);
+  CHECK(ParseModelMetadata("{}", other).empty());
+}
+
+// A 3-slice 16x16 grid: a head filling columns 2..13 (midline 7.5) and a probability map.
+struct Grid {
+  GridGeometry g;
+  std::vector<float> prob, input;
+  Grid() {
+    g.slices = 3;
+    g.grid = 16;
+    g.factor = 4;
+    g.column_spacing_mm = g.row_spacing_mm = 0.5;  // 2 mm cells
+    g.slice_spacing_mm = 5;
+    const size_t n = 3 * 16 * 16;
+    prob.assign(n, 0.01f);
+    input.assign(2 * n, 0);
+    for (size_t i = 0; i < n; ++i) {
+      const size_t c = i % 16;
+      if (c >= 2 && c <= 13) input[i] = 0.3f;
+    }
+  }
+  void Blood(uint32_t k, uint32_t r, uint32_t c, float p = 0.9f) { prob[(k * 16 + r) * 16 + c] = p; }
+};
+
+TEST_CASE("analysis: score, volume, side in patient LPS, best slice and box in original pixels") {
+  ModelSpec spec;
+  spec.top_k = 4;
+  spec.threshold = 0.5;
+  Grid grid;
+  // Six voxels at columns 11..12 (right of the image midline = patient left when columns run toward +x).
+  for (uint32_t r = 5; r <= 7; ++r) {
+    grid.Blood(1, r, 11);
+    grid.Blood(1, r, 12);
+  }
+  const Analysis a = Analyze(grid.prob, grid.input, grid.g, spec);
+  CHECK(a.present);
+  CHECK(a.score == doctest::Approx(0.9));
+  CHECK(a.blood_voxels == 6);
+  CHECK(a.volume_ml == doctest::Approx(6 * 2 * 2 * 5 / 1000.0));
+  CHECK(a.side == Side::kLeft);
+  CHECK(a.offset_mm == doctest::Approx((11.5 - 7.5) * 2));
+  CHECK(a.best_slice == 1);
+  CHECK(a.box[0] == 44);  // column 11 * factor 4
+  CHECK(a.box[1] == 20);
+  CHECK(a.box[2] == 52);
+  CHECK(a.box[3] == 32);
+
+  // The same image with the row cosine pointing to patient right: the side flips.
+  Grid flipped = grid;
+  flipped.g.columns_toward_patient_left = false;
+  CHECK(Analyze(flipped.prob, flipped.input, flipped.g, spec).side == Side::kRight);
+
+  // Blood on both sides near the midline: bilateral.
+  Grid both;
+  both.Blood(0, 4, 5);
+  both.Blood(0, 4, 10);
+  CHECK(Analyze(both.prob, both.input, both.g, spec).side == Side::kBilateral);
+
+  // Nothing above the voxel threshold: absent, no volume.
+  Grid none;
+  const Analysis n = Analyze(none.prob, none.input, none.g, spec);
+  CHECK_FALSE(n.present);
+  CHECK(n.volume_ml == 0);
+  CHECK(n.side == Side::kNone);
+  CHECK_THROWS_AS(Analyze(std::vector<float>(5), none.input, none.g, spec), std::invalid_argument);
+}
+
+}  // namespace aihub::ich

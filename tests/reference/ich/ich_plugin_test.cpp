@@ -1,0 +1,388 @@
+// The built ich.so with its TorchScript model: through the real host (registry, job runner) on scanned phantom
+// studies, and through the C ABI with a minimal fake host for the cases a real study cannot show (non-axial,
+// missing spacing, colour, cancellation, bad model files).
+#include <dlfcn.h>
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "aihub/plugin_api.h"
+#include "config/site_config.h"
+#include "core/job_runner.h"
+#include "dicom/study.h"
+#include "host/plugins/test_support.h"
+#include "phantom/head_ct.h"
+#include "store/job_store.h"
+#include "tools/ct_series_reader.h"
+
+struct aihub_plugin_context {
+  std::string directory = std::string(AIHUB_BINARY_DIR) + "/plugins";
+  std::map<std::string, std::string> strings;
+  std::map<std::string, double> numbers;
+  std::string error;
+};
+
+struct aihub_job {
+  aihub::testing::CtSeriesHu series;
+  double orientation[6] = {1, 0, 0, 0, 1, 0};
+  int32_t photometric = AIHUB_PHOTOMETRIC_MONOCHROME2;
+  double spacing_between_slices = 5;
+  bool cancelled = false;
+  std::string error, summary;
+  struct Finding {
+    std::string code;
+    int32_t presence, urgency, laterality;
+    double confidence;
+    std::vector<double> measurements;
+  };
+  std::vector<Finding> findings;
+};
+
+namespace {
+
+using aihub::phantom::HemorrhageType;
+using aihub::phantom::Side;
+using aihub::testing::TempDir;
+
+const std::string kPluginDir = std::string(AIHUB_BINARY_DIR) + "/plugins";
+
+aihub_host_api MakeHost() {
+  aihub_host_api h{};
+  h.struct_size = sizeof h;
+  h.api_version_major = AIHUB_PLUGIN_API_VERSION_MAJOR;
+  h.api_version_minor = AIHUB_PLUGIN_API_VERSION_MINOR;
+  h.log = [](aihub_plugin_context*, int32_t, const char*) {};
+  h.config_json = [](aihub_plugin_context*) { return "{}"; };
+  h.config_string = [](aihub_plugin_context* c, const char* key) -> const char* {
+    auto it = c->strings.find(key);
+    return it == c->strings.end() ? nullptr : it->second.c_str();
+  };
+  h.config_number = [](aihub_plugin_context* c, const char* key, double fallback) {
+    auto it = c->numbers.find(key);
+    return it == c->numbers.end() ? fallback : it->second;
+  };
+  h.plugin_directory = [](aihub_plugin_context* c) { return c->directory.c_str(); };
+  h.context_set_error = [](aihub_plugin_context* c, const char* m) { c->error = m; };
+  h.job_log = [](aihub_job*, int32_t, const char*) {};
+  h.job_set_error = [](aihub_job* j, const char* m) { j->error = m; };
+  h.job_is_cancelled = [](aihub_job* j) -> int32_t { return j->cancelled ? 1 : 0; };
+  h.job_progress = [](aihub_job*, double) {};
+  h.study_tag = [](aihub_job*, uint32_t tag) -> const char* { return tag == 0x00080060 ? "CT" : nullptr; };
+  h.series_count = [](aihub_job*) -> uint32_t { return 1; };
+  h.series_tag = [](aihub_job*, uint32_t s, uint32_t tag) -> const char* {
+    return s == 0 && tag == 0x00080060 ? "CT" : nullptr;
+  };
+  h.frame_count = [](aihub_job* j, uint32_t) -> uint32_t { return j->series.slices; };
+  h.frame_geometry = [](aihub_job* j, uint32_t s, uint32_t f, aihub_frame_geometry* g) -> int32_t {
+    if (s != 0 || f >= j->series.slices) return AIHUB_INVALID_ARGUMENT;
+    g->rows = j->series.rows;
+    g->columns = j->series.columns;
+    g->samples_per_pixel = j->photometric == AIHUB_PHOTOMETRIC_RGB ? 3 : 1;
+    g->bits_allocated = g->bits_stored = 16;
+    g->pixel_representation = 1;
+    g->photometric = j->photometric;
+    g->pixel_spacing[0] = j->series.row_spacing_mm;
+    g->pixel_spacing[1] = j->series.column_spacing_mm;
+    g->slice_thickness = 5;
+    g->spacing_between_slices = j->spacing_between_slices;
+    g->position[2] = j->series.z[f];
+    for (int i = 0; i < 6; ++i) g->orientation[i] = j->orientation[i];
+    g->has_position = 1;
+    g->rescale_slope = 1;
+    g->rescale_intercept = -1024;
+    g->frame_number = 1;
+    return AIHUB_OK;
+  };
+  h.read_frame = [](aihub_job* j, uint32_t s, uint32_t f, int32_t format, void* buffer, uint64_t size) -> int32_t {
+    const size_t n = static_cast<size_t>(j->series.rows) * j->series.columns;
+    if (s != 0 || f >= j->series.slices || format != AIHUB_PIXEL_FLOAT32_MODALITY || size < n * sizeof(float)) {
+      return AIHUB_INVALID_ARGUMENT;
+    }
+    std::copy_n(j->series.hu.begin() + static_cast<std::ptrdiff_t>(f * n), n, static_cast<float*>(buffer));
+    return AIHUB_OK;
+  };
+  h.add_finding = [](aihub_job* j, const aihub_finding* f, uint32_t* index) -> int32_t {
+    j->findings.push_back({f->code.value, f->presence, f->urgency, f->laterality, f->confidence, {}});
+    *index = static_cast<uint32_t>(j->findings.size() - 1);
+    return AIHUB_OK;
+  };
+  h.add_measurement = [](aihub_job* j, uint32_t i, const aihub_measurement* m) -> int32_t {
+    if (i >= j->findings.size()) return AIHUB_INVALID_ARGUMENT;
+    j->findings[i].measurements.push_back(m->value);
+    return AIHUB_OK;
+  };
+  h.add_region = [](aihub_job* j, uint32_t i, const aihub_region*) -> int32_t {
+    return i < j->findings.size() ? AIHUB_OK : AIHUB_INVALID_ARGUMENT;
+  };
+  h.set_summary = [](aihub_job* j, const char* text) -> int32_t {
+    j->summary = text;
+    return AIHUB_OK;
+  };
+  return h;
+}
+
+// ich.so opened directly (the fake-host tests).
+struct Plugin {
+  void* handle = nullptr;
+  aihub_plugin_describe_fn describe = nullptr;
+  aihub_plugin_create_fn create = nullptr;
+  aihub_plugin_execute_fn execute = nullptr;
+  aihub_plugin_destroy_fn destroy = nullptr;
+  aihub_plugin_self_test_fn self_test = nullptr;
+  Plugin() {
+    const std::string path = kPluginDir + "/ich.so";
+    handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    REQUIRE_MESSAGE(handle != nullptr, dlerror());
+    describe = reinterpret_cast<aihub_plugin_describe_fn>(dlsym(handle, AIHUB_PLUGIN_DESCRIBE_SYMBOL));
+    create = reinterpret_cast<aihub_plugin_create_fn>(dlsym(handle, AIHUB_PLUGIN_CREATE_SYMBOL));
+    execute = reinterpret_cast<aihub_plugin_execute_fn>(dlsym(handle, AIHUB_PLUGIN_EXECUTE_SYMBOL));
+    destroy = reinterpret_cast<aihub_plugin_destroy_fn>(dlsym(handle, AIHUB_PLUGIN_DESTROY_SYMBOL));
+    self_test = reinterpret_cast<aihub_plugin_self_test_fn>(dlsym(handle, AIHUB_PLUGIN_SELF_TEST_SYMBOL));
+    REQUIRE((describe && create && execute && destroy && self_test));
+  }
+  ~Plugin() {
+    if (handle) dlclose(handle);
+  }
+};
+
+aihub_job LoadJob(uint64_t seed, HemorrhageType type, Side side, uint32_t slices, uint32_t size = 256) {
+  TempDir dir("ich-plugin");
+  aihub::phantom::HeadCtOptions o;
+  o.seed = seed;
+  o.hemorrhage = type;
+  o.side = side;
+  o.size = size;
+  o.slices = slices;
+  const auto truth = aihub::phantom::WriteHeadCt(o, dir.path());
+  REQUIRE(truth.ok());
+  aihub_job job;
+  job.series = aihub::testing::ReadCtSeriesHu(dir.path() / truth->folder);
+  return job;
+}
+
+// The host's parts over a temp folder holding `files` from build/plugins, with ich and hyperdensity enabled.
+struct Host {
+  TempDir root{"ich-host"};
+  std::unique_ptr<aihub::core::ConfigHolder> config;
+  std::unique_ptr<aihub::store::JobStore> store;
+  std::unique_ptr<aihub::plugins::PluginRegistry> registry;
+  aihub::core::StudyCatalog catalog;
+  std::unique_ptr<aihub::core::JobRunner> runner;
+  std::vector<aihub::plugins::ReloadEvent> events;
+
+  explicit Host(const std::vector<std::string>& files) {
+    std::filesystem::create_directories(root / "plugins");
+    for (const auto& f : files) aihub::testing::Deploy(kPluginDir + "/" + f, root / "plugins" / f);
+    auto c = aihub::config::ParseSiteConfig(
+        "state_dir: ./var\nplugin_dir: ./plugins\nplugins:\n  - id: ich\n    modes: {default: silent}\n"
+        "    config: {threads: 2}\n",
+        root.path(), "site.yaml");
+    REQUIRE_MESSAGE(c.ok(), c.status().ToString());
+    config = std::make_unique<aihub::core::ConfigHolder>(*c);
+    auto s = aihub::store::JobStore::Open(root / "var" / "aihub.db", "test:1");
+    REQUIRE(s.ok());
+    store = std::move(s).value();
+    registry = std::make_unique<aihub::plugins::PluginRegistry>(
+        root / "plugins", root / "var" / "cache", [](const std::string&) { return std::string("{\"threads\": 2}"); });
+    events = registry->Rescan();
+    runner = std::make_unique<aihub::core::JobRunner>(
+        *config, *store, *registry, catalog,
+        [](const aihub::Result&, const aihub::core::EncodedResult&) {
+          return std::vector<aihub::store::OutboxItem>{};
+        });
+  }
+  std::string Rejection(const std::string& file) const {
+    for (const auto& e : events) {
+      if (e.kind == aihub::plugins::ReloadEvent::Kind::kRejected && e.file.filename() == file) return e.reason;
+    }
+    return "";
+  }
+};
+
+}  // namespace
+
+TEST_CASE("descriptor: id, versions, head CT rules") {
+  Plugin p;
+  const aihub_plugin_descriptor* d = p.describe();
+  CHECK(std::string(d->id) == "ich");
+  CHECK(std::string(d->name) == "Intracranial hemorrhage detection (reference model, not for clinical use)");
+  CHECK(std::string(d->version) == "1.0.0");
+  CHECK(std::string(d->model_version).rfind("ich-ref-", 0) == 0);
+  CHECK(std::string(d->default_rules_yaml) == "{Modality: CT, BodyPartExamined: [HEAD, BRAIN]}");
+}
+
+TEST_CASE("through the host: a left intraparenchymal bleed is found with side, volume and region; a normal head is not") {
+  Host host({"ich.pt", "ich.so"});
+  REQUIRE(host.registry->Get("ich") != nullptr);
+  CHECK(host.registry->Get("ich")->info().model_version.rfind("ich-ref-", 0) == 0);
+
+  aihub::phantom::HeadCtOptions o;
+  o.seed = 31;
+  o.hemorrhage = HemorrhageType::kIntraparenchymal;
+  o.side = Side::kLeft;
+  o.size = 256;
+  const auto truth = aihub::phantom::WriteHeadCt(o, host.root / "in-positive");
+  REQUIRE(truth.ok());
+  o.seed = 32;
+  o.hemorrhage = HemorrhageType::kNone;
+  const auto negative_truth = aihub::phantom::WriteHeadCt(o, host.root / "in-negative");
+  REQUIRE(negative_truth.ok());
+
+  auto run = [&](const std::filesystem::path& dir) {
+    auto scanned = aihub::dicom::ScanDirectory(dir);
+    REQUIRE(scanned.ok());
+    REQUIRE(scanned->studies.size() == 1);
+    auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
+    host.catalog.Add(study, dir.string());
+    auto routed = host.runner->Submit(*study, {}, dir.string());
+    REQUIRE(routed.ok());
+    REQUIRE(routed->jobs.size() == 1);
+    auto outcome = host.runner->RunNext();
+    REQUIRE(outcome.ok());
+    REQUIRE(outcome->has_value());
+    aihub::core::JobOutcome o = std::move(**outcome);
+    REQUIRE_MESSAGE(o.status.ok(), o.status.ToString());
+    REQUIRE(o.result.has_value());
+    REQUIRE(o.result->findings.size() == 1);
+    return std::make_pair(std::move(o), study);
+  };
+
+  const auto positive = run(host.root / "in-positive" / truth->folder);
+  const auto& f = positive.first.result->findings[0];
+  CHECK(f.concept.value == "1386000");
+  CHECK(f.presence == aihub::Presence::kPresent);
+  CHECK(f.urgency == aihub::Urgency::kCritical);
+  CHECK(f.laterality == aihub::Laterality::kLeft);
+  CHECK(f.confidence > 0.5);
+  REQUIRE(f.measurements.size() == 1);
+  CHECK(f.measurements[0].concept.value == "118565006");
+  CHECK(f.measurements[0].unit_ucum == "mL");
+  const double truth_ml = truth->hemorrhage.volume_ml;
+  CHECK_MESSAGE(std::fabs(f.measurements[0].value - truth_ml) <= 0.25 * truth_ml,
+                "volume " << f.measurements[0].value << " mL, truth " << truth_ml << " mL");
+  REQUIRE(f.regions.size() == 1);
+  CHECK(f.regions[0].graphic_type == aihub::GraphicType::kPolygon);
+  const auto& box = truth->hemorrhage.box;
+  const auto& pts = f.regions[0].points;
+  REQUIRE(pts.size() == 8);
+  // The box overlaps the truth's box (original pixel coordinates) on a slice that holds blood.
+  CHECK(pts[0] <= box.column_max + 1);
+  CHECK(pts[4] >= box.column_min);
+  CHECK(pts[1] <= box.row_max + 1);
+  CHECK(pts[5] >= box.row_min);
+  // The referenced image is one of the slices holding blood (frames are sorted by z like the phantom's slices).
+  const auto& frames = positive.second->series[0].frames;
+  const auto& instances = positive.second->series[0].instances;
+  uint32_t frame = 0;
+  while (frame < frames.size() &&
+         instances[frames[frame].instance_index].sop_instance_uid != f.regions[0].sop_instance_uid) {
+    ++frame;
+  }
+  CHECK(frame >= box.slice_min);
+  CHECK(frame <= box.slice_max);
+  CHECK_FALSE(positive.first.result->summary.empty());
+
+  const auto negative = run(host.root / "in-negative" / negative_truth->folder);
+  const auto& n = negative.first.result->findings[0];
+  CHECK(n.presence == aihub::Presence::kAbsent);
+  CHECK(n.urgency == aihub::Urgency::kRoutine);
+  CHECK(n.measurements.empty());
+  CHECK(n.regions.empty());
+  CHECK(n.confidence < f.confidence);
+}
+
+TEST_CASE("through the host: a missing or corrupt model fails ich's creation with a reason; other plugins load") {
+  {
+    Host host({"ich.so", "hyperdensity.so"});
+    CHECK(host.registry->Get("ich") == nullptr);
+    CHECK(host.registry->Get("hyperdensity") != nullptr);
+    const std::string reason = host.Rejection("ich.so");
+    CHECK_MESSAGE(reason.find("model file not found") != std::string::npos, reason);
+    CHECK_MESSAGE(reason.find("ich.pt") != std::string::npos, reason);
+  }
+  {
+    TempDir dir("ich-corrupt");
+    {
+      std::ofstream garbage(dir / "ich.pt", std::ios::binary);
+      garbage << "this is not a TorchScript archive\n" << std::string(4096, '\x7f');
+    }
+    Plugin p;
+    const aihub_host_api host = MakeHost();
+    aihub_plugin_context ctx;
+    ctx.directory = dir.path().string();
+    aihub_plugin_instance* instance = nullptr;
+    CHECK(p.create(&host, &ctx, &instance) == AIHUB_FAILED_PRECONDITION);
+    CHECK(instance == nullptr);
+    CHECK_MESSAGE(ctx.error.find("cannot load TorchScript model") != std::string::npos, ctx.error);
+
+    aihub_plugin_context missing;
+    missing.strings["model"] = (dir / "nope.pt").string();
+    CHECK(p.create(&host, &missing, &instance) == AIHUB_NOT_FOUND);
+    CHECK(missing.error.find("nope.pt") != std::string::npos);
+
+    aihub_plugin_context bad_device;
+    bad_device.strings["device"] = "tpu";
+    CHECK(p.create(&host, &bad_device, &instance) == AIHUB_INVALID_ARGUMENT);
+  }
+}
+
+TEST_CASE("through the C ABI: self-test passes; unsuitable series are not applicable; cancellation stops it") {
+  Plugin p;
+  const aihub_host_api host = MakeHost();
+  aihub_plugin_context ctx;
+  aihub_plugin_instance* instance = nullptr;
+  REQUIRE_MESSAGE(p.create(&host, &ctx, &instance) == AIHUB_OK, ctx.error);
+  CHECK_MESSAGE(p.self_test(instance) == AIHUB_OK, ctx.error);
+
+  aihub_job short_series = LoadJob(40, HemorrhageType::kNone, Side::kLeft, 8);
+  CHECK(p.execute(instance, &short_series) == AIHUB_FAILED_PRECONDITION);
+  CHECK(short_series.error.find("slices") != std::string::npos);
+
+  aihub_job job = LoadJob(41, HemorrhageType::kSubdural, Side::kRight, 12);
+  aihub_job sagittal = job;
+  const double sag[6] = {0, 1, 0, 0, 0, -1};
+  std::copy(sag, sag + 6, sagittal.orientation);
+  CHECK(p.execute(instance, &sagittal) == AIHUB_FAILED_PRECONDITION);
+  CHECK(sagittal.error.find("axial") != std::string::npos);
+
+  aihub_job no_spacing = job;
+  no_spacing.series.row_spacing_mm = 0;
+  CHECK(p.execute(instance, &no_spacing) == AIHUB_FAILED_PRECONDITION);
+  CHECK(no_spacing.error.find("pixel spacing") != std::string::npos);
+
+  aihub_job colour = job;
+  colour.photometric = AIHUB_PHOTOMETRIC_RGB;
+  CHECK(p.execute(instance, &colour) == AIHUB_FAILED_PRECONDITION);
+  CHECK(colour.error.find("monochrome") != std::string::npos);
+
+  aihub_job irregular = job;
+  irregular.spacing_between_slices = 0;
+  CHECK(p.execute(instance, &irregular) == AIHUB_FAILED_PRECONDITION);
+  CHECK(irregular.error.find("evenly spaced") != std::string::npos);
+
+  aihub_job odd_size = LoadJob(42, HemorrhageType::kNone, Side::kLeft, 12, 192);
+  CHECK(p.execute(instance, &odd_size) == AIHUB_FAILED_PRECONDITION);
+  CHECK(odd_size.error.find("192x192") != std::string::npos);
+
+  for (const aihub_job* j : {&short_series, &sagittal, &no_spacing, &colour, &irregular, &odd_size}) {
+    CHECK(j->findings.empty());
+  }
+
+  aihub_job cancelled = job;
+  cancelled.cancelled = true;
+  CHECK(p.execute(instance, &cancelled) == AIHUB_CANCELLED);
+  CHECK(cancelled.findings.empty());
+
+  // The same series, fine otherwise, runs through (a subdural bleed on the right).
+  REQUIRE_MESSAGE(p.execute(instance, &job) == AIHUB_OK, job.error);
+  REQUIRE(job.findings.size() == 1);
+  CHECK(job.findings[0].presence == AIHUB_PRESENCE_PRESENT);
+  CHECK(job.findings[0].laterality == AIHUB_LATERALITY_RIGHT);
+  p.destroy(instance);
+}
