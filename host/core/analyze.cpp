@@ -75,13 +75,6 @@ DeliveryPlanner FilePlanner(const fs::path& output) {
   };
 }
 
-namespace {
-
-bool Terminal(store::JobState s) {
-  return s == store::JobState::kSucceeded || s == store::JobState::kFailed || s == store::JobState::kDead;
-}
-
-}  // namespace
 
 int RunAnalyze(const config::SiteConfig& config, const AnalyzeOptions& options, std::ostream& out) {
   auto opened = Host::Open(config, FilePlanner(fs::absolute(options.output)));
@@ -108,10 +101,11 @@ int RunAnalyze(const config::SiteConfig& config, const AnalyzeOptions& options, 
   }
 
   bool failed = false;
-  std::vector<std::string> study_uids;
+  std::vector<int64_t> job_ids;  // the jobs this run routed: only they are waited for and reported
   for (dicom::Study& study : scanned->studies) {
     auto shared = std::make_shared<const dicom::Study>(std::move(study));
     const std::string source = fs::absolute(options.input).string();
+    host.catalog().Add(shared);
     auto decision = runner.Submit(*shared, options.context, source);
     if (!decision.ok()) {
       out << shared->study_instance_uid << ": not processed: " << decision.status().message() << "\n";
@@ -124,33 +118,43 @@ int RunAnalyze(const config::SiteConfig& config, const AnalyzeOptions& options, 
     if (decision->jobs.empty()) {
       out << shared->study_instance_uid << ": no plugin applies (department " << decision->department << ")\n";
     }
-    study_uids.push_back(shared->study_instance_uid);
-    host.catalog().Add(shared, source);
+    for (const RoutedJob& j : decision->jobs) job_ids.push_back(j.job_id);
   }
 
-  // Workers run jobs until every job of these studies is finished; retryable failures come back after their
-  // backoff, bounded by job_max_attempts.
-  auto all_terminal = [&]() {
-    for (const std::string& uid : study_uids) {
-      auto jobs = store.ListJobs(uid);
-      if (!jobs.ok()) return true;
-      for (const store::JobRecord& j : *jobs) {
-        if (!Terminal(j.state)) return false;
-      }
+  // Workers run jobs until every job of this run has ended; retryable failures come back after their backoff,
+  // bounded by job_max_attempts. A job left running with no worker of ours on it is held by another process
+  // on the same state_dir: it is reported, not waited for.
+  std::atomic<int> busy{0};
+  auto unfinished = [&](bool* only_held_elsewhere) {
+    *only_held_elsewhere = true;
+    int n = 0;
+    for (int64_t id : job_ids) {
+      auto j = store.GetJob(id);
+      if (!j.ok() || IsTerminal(j->state)) continue;
+      ++n;
+      if (j->state != store::JobState::kRunning) *only_held_elsewhere = false;
     }
-    return true;
+    return n;
   };
   std::atomic<bool> store_error{false};
   auto worker = [&]() {
+    int idle_rounds = 0;
     for (;;) {
+      ++busy;
       auto next = runner.RunNext();
+      --busy;
       if (!next.ok()) {
         LogError("analyze", next.status().ToString());
         store_error = true;
         return;
       }
-      if (next->has_value()) continue;
-      if (all_terminal()) return;
+      if (next->has_value()) {
+        idle_rounds = 0;
+        continue;
+      }
+      bool held_elsewhere = false;
+      if (unfinished(&held_elsewhere) == 0) return;
+      if (held_elsewhere && busy == 0 && ++idle_rounds > 10) return;  // ~2 s with nothing of ours running
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   };
@@ -165,29 +169,32 @@ int RunAnalyze(const config::SiteConfig& config, const AnalyzeOptions& options, 
     return 2;
   }
 
-  // Report from the store, so resumed jobs and earlier runs of the same input are reported alike.
-  for (const std::string& uid : study_uids) {
-    auto jobs = store.ListJobs(uid);
-    if (!jobs.ok()) continue;
-    for (const store::JobRecord& j : *jobs) {
-      if (j.state == store::JobState::kSucceeded) {
-        auto stored = store.GetResult(j.id);
-        if (!stored.ok() || !stored->has_value()) continue;
-        auto result = compose::ResultFromJson(nlohmann::json::parse(**stored, nullptr, false));
-        if (!result.ok()) {
-          out << uid << " " << j.plugin_id << ": stored result unreadable: " << result.status().message() << "\n";
-          failed = true;
-          continue;
-        }
-        if (result->findings.empty()) out << uid << " " << j.plugin_id << " " << j.plugin_version << ": no findings\n";
-        for (const Finding& f : result->findings) out << FindingLine(*result, f) << "\n";
-      } else {
-        const bool not_applicable = j.error.rfind("FAILED_PRECONDITION", 0) == 0;
-        out << uid << " " << j.plugin_id << " " << j.plugin_version << ": "
-            << (not_applicable ? "not applicable" : std::string("job ") + store::JobStateName(j.state)) << ": "
-            << j.error << "\n";
-        if (!not_applicable) failed = true;
+  // Report from the store, so a resumed job and a job that ended in an earlier run read alike.
+  for (int64_t id : job_ids) {
+    auto j = store.GetJob(id);
+    if (!j.ok()) continue;
+    const std::string& uid = j->study_instance_uid;
+    if (j->state == store::JobState::kSucceeded) {
+      auto stored = store.GetResult(id);
+      if (!stored.ok() || !stored->has_value()) continue;
+      auto result = compose::ResultFromJson(nlohmann::json::parse(**stored, nullptr, false));
+      if (!result.ok()) {
+        out << uid << " " << j->plugin_id << ": stored result unreadable: " << result.status().message() << "\n";
+        failed = true;
+        continue;
       }
+      if (result->findings.empty()) out << uid << " " << j->plugin_id << " " << j->plugin_version << ": no findings\n";
+      for (const Finding& f : result->findings) out << FindingLine(*result, f) << "\n";
+    } else if (j->state == store::JobState::kRunning) {
+      out << uid << " " << j->plugin_id << " " << j->plugin_version << ": still running in another process ("
+          << j->lease_owner << ")\n";
+      failed = true;
+    } else {
+      const bool not_applicable = j->error.rfind("FAILED_PRECONDITION", 0) == 0;
+      out << uid << " " << j->plugin_id << " " << j->plugin_version << ": "
+          << (not_applicable ? "not applicable" : std::string("job ") + store::JobStateName(j->state)) << ": "
+          << j->error << "\n";
+      if (!not_applicable) failed = true;
     }
   }
   return failed ? 1 : 0;

@@ -1,10 +1,12 @@
 #include "core/folder_sink.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 namespace aihub::core {
 
@@ -30,9 +32,12 @@ Status WriteFileAtomically(const fs::path& path, const std::string& bytes) {
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
   if (ec) return Unavailable("cannot create " + path.parent_path().string() + ": " + ec.message());
-  const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp" + std::to_string(::getpid()));
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A unique temporary name (mkstemp) in the same folder: concurrent writers never share a temp file.
+  std::string tmp_name = (path.parent_path() / ("." + path.filename().string() + ".XXXXXX")).string();
+  int fd = ::mkostemp(tmp_name.data(), O_CLOEXEC);
+  const fs::path tmp = tmp_name;
   if (fd < 0) return Errno("cannot create", tmp);
+  ::fchmod(fd, 0644);
   size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -59,6 +64,10 @@ Status WriteFileAtomically(const fs::path& path, const std::string& bytes) {
 }
 
 StatusOr<int> DrainFileOutbox(store::JobStore& store) {
+  // One drainer at a time: outbox items are not claimed, so two workers draining at once would deliver the
+  // same item twice.
+  static std::mutex drain_mutex;
+  std::lock_guard<std::mutex> lock(drain_mutex);
   int delivered = 0;
   for (;;) {
     auto due = store.DueOutbox(64);

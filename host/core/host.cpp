@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_text.h"
 #include "common/log.h"
 
 namespace aihub::core {
@@ -46,7 +47,7 @@ StatusOr<std::unique_ptr<Host>> Host::Open(config::SiteConfig config, DeliveryPl
         nlohmann::json d = {{"file", e.file.string()}, {"version", e.version}, {"sha256", e.so_sha256},
                             {"reason", e.reason}};
         (void)self->store_->Audit("aihubd", std::string("plugin.") + plugins::ReloadEventKindName(e.kind),
-                                  e.plugin_id.empty() ? e.file.filename().string() : e.plugin_id, d.dump());
+                                  e.plugin_id.empty() ? e.file.filename().string() : e.plugin_id, DumpJson(d));
       });
   host->startup_events_ = host->registry_->Rescan();
   if (host->registry_->Active().empty()) LogWarning("host", "no plugins loaded from " + plugin_dir.string());
@@ -66,12 +67,23 @@ Status Host::ReloadConfig() {
   if (!st.ok()) {
     LogError("host", "config reload refused, keeping the last good config: " + st.message());
     (void)store_->Audit("aihubd", "config.reload_refused", current->source.string(),
-                        nlohmann::json({{"reason", st.message()}}).dump());
+                        DumpJson(nlohmann::json({{"reason", st.message()}})));
     return st;
   }
   config_.Set(std::move(next).value());
   LogInfo("host", "config reloaded from " + current->source.string());
-  return store_->Audit("aihubd", "config.reloaded", current->source.string());
+  if (Status audited = store_->Audit("aihubd", "config.reloaded", current->source.string()); !audited.ok()) {
+    return audited;
+  }
+  // A plugin's config is read when an instance is created: re-create the active plugins whose block changed.
+  auto updated = config_.Get();
+  for (const plugins::LoadedPluginPtr& p : registry_->Active()) {
+    const config::PluginSettings* before = current->FindPlugin(p->info().id);
+    const config::PluginSettings* after = updated->FindPlugin(p->info().id);
+    const std::string old_json = before ? before->config_json : "{}", new_json = after ? after->config_json : "{}";
+    if (old_json != new_json) (void)registry_->Recreate(p->info().id, "config changed");
+  }
+  return Status::Ok();
 }
 
 }  // namespace aihub::core

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_text.h"
 #include "common/log.h"
 #include "compose/fhir_encoder.h"
 #include "compose/hl7_encoder.h"
@@ -91,9 +92,14 @@ StudyIdentity IdentityFromTags(const dicom::TagMap& tags) {
   return id;
 }
 
-void StudyCatalog::Add(std::shared_ptr<const dicom::Study> study, std::string /*source*/) {
+void StudyCatalog::Add(std::shared_ptr<const dicom::Study> study) {
   std::lock_guard<std::mutex> lock(mutex_);
   studies_[study->study_instance_uid] = std::move(study);
+}
+
+void StudyCatalog::Remove(const std::string& study_uid) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  studies_.erase(study_uid);
 }
 
 StatusOr<std::shared_ptr<const dicom::Study>> StudyCatalog::Find(const std::string& study_uid,
@@ -127,6 +133,16 @@ JobRunner::JobRunner(const ConfigHolder& config, store::JobStore& store, plugins
 
 StatusOr<RouteDecision> JobRunner::Submit(const dicom::Study& study, const StudyContext& context,
                                           const std::string& source) {
+  try {
+    return SubmitImpl(study, context, source);
+  } catch (const std::exception& e) {  // a bug, or bad_alloc: this study fails, the host keeps serving
+    LogError("jobs", "routing " + study.study_instance_uid + " failed: " + e.what());
+    return Internal(std::string("routing failed: ") + e.what());
+  }
+}
+
+StatusOr<RouteDecision> JobRunner::SubmitImpl(const dicom::Study& study, const StudyContext& context,
+                                              const std::string& source) {
   if (!IsValidUid(study.study_instance_uid)) {
     return InvalidArgument("invalid StudyInstanceUID '" + study.study_instance_uid + "'");
   }
@@ -134,7 +150,7 @@ StatusOr<RouteDecision> JobRunner::Submit(const dicom::Study& study, const Study
     std::lock_guard<std::mutex> lock(sources_mutex_);
     sources_[study.study_instance_uid] = source;
   }
-  store::StudyRecord record{study.study_instance_uid, source, TagsJson(study.tags).dump()};
+  store::StudyRecord record{study.study_instance_uid, source, DumpJson(TagsJson(study.tags))};
   if (Status st = store_.UpsertStudy(record); !st.ok()) return st;
 
   const std::shared_ptr<const config::SiteConfig> config = config_.Get();
@@ -155,12 +171,22 @@ StatusOr<RouteDecision> JobRunner::Submit(const dicom::Study& study, const Study
     nj.mode = config::ModeName(job.mode);
     nj.series_uids = job.series_uids;
     nj.max_attempts = config->host.job_max_attempts;
-    auto id = store_.CreateJob(nj);
-    if (!id.ok()) return id.status();
+    // Pin before the job becomes claimable, so a worker that claims it at once still finds the routed version.
+    const std::string pin = PinKey(nj.study_instance_uid, nj.plugin_id, nj.plugin_version);
+    bool pinned_here = false;
     {
       std::lock_guard<std::mutex> lock(pinned_mutex_);
-      pinned_.emplace(*id, job.plugin);  // a re-submitted study keeps its first pin
+      pinned_here = pinned_.emplace(pin, job.plugin).second;
     }
+    auto id = store_.CreateJob(nj);
+    auto existing = id.ok() ? store_.GetJob(*id) : StatusOr<store::JobRecord>(id.status());
+    if (!existing.ok() || (pinned_here && IsTerminal(existing->state))) {
+      // A study submitted again whose job already ended keeps no pin (it would keep the library mapped).
+      std::lock_guard<std::mutex> lock(pinned_mutex_);
+      pinned_.erase(pin);
+    }
+    if (!id.ok()) return id.status();
+    decision.jobs[&job - decision.jobs.data()].job_id = *id;
     routed.push_back({{"plugin", info.id}, {"version", info.version}, {"mode", nj.mode}, {"job_id", *id}});
   }
   nlohmann::json detail = {{"source", source},
@@ -168,7 +194,7 @@ StatusOr<RouteDecision> JobRunner::Submit(const dicom::Study& study, const Study
                            {"calling_ae", context.calling_ae},
                            {"series", study.series.size()},
                            {"jobs", routed}};
-  if (Status st = store_.Audit("aihubd", "study.routed", study.study_instance_uid, detail.dump()); !st.ok()) return st;
+  if (Status st = store_.Audit("aihubd", "study.routed", study.study_instance_uid, DumpJson(detail)); !st.ok()) return st;
   return decision;
 }
 
@@ -176,7 +202,40 @@ StatusOr<std::optional<JobOutcome>> JobRunner::RunNext() {
   auto claimed = store_.ClaimJob(std::chrono::seconds(config_.Get()->host.job_lease_seconds));
   if (!claimed.ok()) return claimed.status();
   if (!claimed->has_value()) return std::optional<JobOutcome>();
-  return std::optional<JobOutcome>(Run(**claimed));
+  const store::JobRecord& job = **claimed;
+  try {
+    return std::optional<JobOutcome>(Run(job));
+  } catch (const std::exception& e) {  // a bug, or bad_alloc: this job fails (and is retried), the host serves on
+    JobOutcome outcome;
+    outcome.job_id = job.id;
+    outcome.job_key = job.job_key;
+    outcome.study_uid = job.study_instance_uid;
+    outcome.plugin_id = job.plugin_id;
+    LogError("jobs", job.job_key + ": host error: " + e.what());
+    if (Status st = Fail(job, Internal(std::string("host error: ") + e.what()), &outcome); !st.ok()) {
+      LogError("jobs", "cannot record failure: " + st.ToString());
+    }
+    return std::optional<JobOutcome>(std::move(outcome));
+  }
+}
+
+bool IsTerminal(store::JobState s) {
+  return s == store::JobState::kSucceeded || s == store::JobState::kFailed || s == store::JobState::kDead;
+}
+
+std::string JobRunner::PinKey(const std::string& study_uid, const std::string& plugin_id, const std::string& version) {
+  return study_uid + "/" + plugin_id + "/" + version;
+}
+
+void JobRunner::ForgetStudyIfDone(const std::string& study_uid) {
+  auto jobs = store_.ListJobs(study_uid);
+  if (!jobs.ok()) return;
+  for (const store::JobRecord& j : *jobs) {
+    if (!IsTerminal(j.state)) return;
+  }
+  catalog_.Remove(study_uid);
+  std::lock_guard<std::mutex> lock(sources_mutex_);
+  sources_.erase(study_uid);
 }
 
 Status JobRunner::Fail(const store::JobRecord& job, const Status& why, JobOutcome* outcome) {
@@ -192,13 +251,17 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
   outcome.study_uid = job.study_instance_uid;
   outcome.plugin_id = job.plugin_id;
 
-  auto unpin = [&] {
-    std::lock_guard<std::mutex> lock(pinned_mutex_);
-    pinned_.erase(job.id);
+  const std::string pin = PinKey(job.study_instance_uid, job.plugin_id, job.plugin_version);
+  auto finished = [&] {  // the job will not run again in this process
+    {
+      std::lock_guard<std::mutex> lock(pinned_mutex_);
+      pinned_.erase(pin);
+    }
+    ForgetStudyIfDone(job.study_instance_uid);
   };
   auto report = [&](const Status& st) {
     if (Status s = Fail(job, st, &outcome); !s.ok()) LogError("jobs", "cannot record failure: " + s.ToString());
-    if (!IsRetryable(st.code()) || job.attempts >= job.max_attempts) unpin();
+    if (!IsRetryable(st.code()) || job.attempts >= job.max_attempts) finished();
     return outcome;
   };
 
@@ -207,7 +270,7 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
   plugins::LoadedPluginPtr plugin;
   {
     std::lock_guard<std::mutex> lock(pinned_mutex_);
-    auto it = pinned_.find(job.id);
+    auto it = pinned_.find(pin);
     if (it != pinned_.end()) plugin = it->second;
   }
   if (!plugin) {
@@ -249,7 +312,7 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
   }
   for (const std::string& e : series_errors) {
     LogWarning("jobs", job.job_key + ": series skipped: " + e);
-    (void)store_.Audit("aihubd", "series.skipped", job.job_key, nlohmann::json({{"reason", e}}).dump());
+    (void)store_.Audit("aihubd", "series.skipped", job.job_key, DumpJson(nlohmann::json({{"reason", e}})));
   }
   if (input.series.empty()) {
     std::string all;
@@ -295,7 +358,7 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
   encoded.fhir = compose::EncodeFhirBundle(result);
   encoded.oru = compose::EncodeOru(result);
 
-  if (Status st = store_.CompleteJob(job.id, compose::ToJson(result).dump(), result.sr_sop_instance_uid); !st.ok()) {
+  if (Status st = store_.CompleteJob(job.id, DumpJson(compose::ToJson(result)), result.sr_sop_instance_uid); !st.ok()) {
     outcome.status = st;
     LogError("jobs", job.job_key + ": cannot store the result: " + st.ToString());
     return outcome;
@@ -306,7 +369,7 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
       LogError("jobs", job.job_key + ": cannot enqueue delivery " + item.idempotency_key + ": " + st.ToString());
     }
   }
-  unpin();
+  finished();
   LogInfo("jobs", job.job_key + " succeeded in " + std::to_string(seconds) + " s with " +
                       std::to_string(result.findings.size()) + " finding(s)");
   outcome.result = std::move(result);

@@ -26,7 +26,10 @@ namespace aihub::core {
 // restart can find its files again.
 class StudyCatalog {
  public:
-  void Add(std::shared_ptr<const dicom::Study> study, std::string source);
+  void Add(std::shared_ptr<const dicom::Study> study);
+  void Add(std::shared_ptr<const dicom::Study> study, const std::string& /*unused*/) { Add(std::move(study)); }
+  // Drops a study whose jobs have all ended (a daemon must not keep every study it ever saw).
+  void Remove(const std::string& study_uid);
   // The study, re-scanning its recorded source folder when it is not in memory (e.g. after a restart).
   StatusOr<std::shared_ptr<const dicom::Study>> Find(const std::string& study_uid, const std::string& source_hint);
 
@@ -70,8 +73,13 @@ class JobRunner {
   void Cancel() { cancel_ = true; }
 
  private:
+  StatusOr<RouteDecision> SubmitImpl(const dicom::Study& study, const StudyContext& context,
+                                     const std::string& source);
   JobOutcome Run(const store::JobRecord& job);
   Status Fail(const store::JobRecord& job, const Status& why, JobOutcome* outcome);
+  // Drops the study from memory when none of its jobs can run again.
+  void ForgetStudyIfDone(const std::string& study_uid);
+  static std::string PinKey(const std::string& study_uid, const std::string& plugin_id, const std::string& version);
 
   const ConfigHolder& config_;
   store::JobStore& store_;
@@ -83,10 +91,14 @@ class JobRunner {
   std::mutex sources_mutex_;
   std::map<std::string, std::string> sources_;   // study uid -> source folder (this process)
   // Jobs routed by this process keep the plugin version they were routed to until they end, even if a new
-  // version is swapped in meanwhile (shared ownership keeps that library mapped).
+  // version is swapped in meanwhile (shared ownership keeps that library mapped). Keyed by (study, plugin,
+  // routed version), known before the job is written, so the pin exists before any worker can claim the job.
   std::mutex pinned_mutex_;
-  std::map<int64_t, plugins::LoadedPluginPtr> pinned_;
+  std::map<std::string, plugins::LoadedPluginPtr> pinned_;
 };
+
+// True for succeeded, failed and dead: states a job never leaves.
+bool IsTerminal(store::JobState s);
 
 // True for plugin statuses worth another attempt (transient); "not applicable" and invalid output are final.
 bool IsRetryable(aihub_status_code code);

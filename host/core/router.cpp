@@ -52,7 +52,7 @@ RouteDecision Router::Route(const config::SiteConfig& config, const dicom::Study
         continue;
       }
     }
-    RoutedJob job{plugin, decision.department, mode, {}};
+    RoutedJob job{plugin, 0, decision.department, mode, {}};
     for (const dicom::Series& series : study.series) {
       if (rule->Matches(SeriesTagSource(series.tags, context))) job.series_uids.push_back(series.series_instance_uid);
     }

@@ -34,6 +34,7 @@ class SeriesTagSource : public config::TagSource {
 
 struct RoutedJob {
   plugins::LoadedPluginPtr plugin;
+  int64_t job_id = 0;                     // set by JobRunner::Submit once the job is recorded
   std::string department;
   config::Mode mode = config::Mode::kOff;
   std::vector<std::string> series_uids;   // matched series, in study order

@@ -78,7 +78,7 @@ int RunServe(const config::SiteConfig& config, const ServeOptions& options, std:
         for (const dicom::RejectedFile& r : scanned->rejected) say("skipped file " + r.path.string() + ": " + r.reason);
         for (dicom::Study& study : scanned->studies) {
           auto shared = std::make_shared<const dicom::Study>(std::move(study));
-          host.catalog().Add(shared, folder.string());
+          host.catalog().Add(shared);
           auto decision = host.runner().Submit(*shared, options.context, fs::absolute(folder).string());
           if (!decision.ok()) {
             say(shared->study_instance_uid + ": not processed: " + decision.status().message());

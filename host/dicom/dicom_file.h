@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include <dcmtk/dcmdata/dcfilefo.h>
 
@@ -13,11 +14,20 @@ namespace aihub::dicom::internal {
 // never pulls pixel data or large private blobs into memory.
 constexpr Uint32 kLazyLoadThreshold = 4096;
 
-// Parses `path` up to and including the PixelData element header (values above kLazyLoadThreshold are left in
-// the file). `has_preamble` says whether the file starts with the 128-byte preamble and "DICM".
-OFCondition LoadHeader(const std::filesystem::path& path, DcmFileFormat& file, bool* has_preamble);
+// Parses `path` up to and including the PixelData element (its header, or its fragment items when encapsulated);
+// values above kLazyLoadThreshold are left in the file. Opens the file once.
+OFCondition LoadHeader(const std::filesystem::path& path, DcmFileFormat& file);
 
-// Transfer syntax of a loaded file: the meta header's UID when present, else what DCMTK detected.
+// Whether `path` starts with the 128-byte preamble and "DICM". Only asked when parsing failed or found no
+// identifying attributes (tells "truncated DICOM" from "not DICOM"), so good files are opened once.
+bool HasPreamble(const std::filesystem::path& path);
+
+// `bytes` with every byte that is not part of a well-formed UTF-8 sequence (overlong forms, surrogates and code
+// points above U+10FFFF included) replaced by U+FFFD. Values from untrusted files pass through this before they
+// reach anything that needs UTF-8 (JSON, protobuf strings).
+std::string ToValidUtf8(std::string_view bytes);
+
+// Transfer syntax of a loaded file: the meta header's UID when present, else what DCMTK detected. Valid UTF-8.
 std::string TransferSyntaxUid(DcmFileFormat& file);
 
 // Empty when the pixel data of `uid` can be decoded here; else the reason, naming the transfer syntax.

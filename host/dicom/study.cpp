@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <set>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -14,6 +16,7 @@
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcsequen.h>
+#include <dcmtk/dcmdata/dcspchrs.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 
@@ -53,23 +56,76 @@ bool IsTextOrNumberVr(DcmEVR vr) {
   }
 }
 
-void AddTags(DcmItem* item, TagMap& tags) {
-  if (item == nullptr) return;
-  for (unsigned long i = 0; i < item->card(); ++i) {
-    DcmElement* element = item->getElement(i);
-    if (element == nullptr || !IsTextOrNumberVr(element->ident())) continue;
-    if (element->getLength() > kMaxTagTextBytes) continue;
-    OFString value;
-    if (element->getOFStringArray(value).bad()) continue;
-    const DcmTagKey key = element->getTag();
-    tags[(uint32_t{key.getGroup()} << 16) | key.getElement()] = Trim(std::string(value.c_str(), value.length()));
+// True when `value` may hold characters outside the default repertoire: a byte above 0x7F, or ESC, which starts
+// an ISO 2022 code extension even in 7-bit encodings (ISO 2022 IR 87).
+bool NeedsCharsetConversion(const OFString& value) {
+  for (size_t i = 0; i < value.length(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(value[i]);
+    if (c >= 0x80 || c == 0x1b) return true;
   }
+  return false;
+}
+
+// Renders the text and number elements of `item` into `tags` as UTF-8. `dataset` (the item that holds
+// SpecificCharacterSet) is null for the meta header, which is always in the default repertoire.
+class TagRenderer {
+ public:
+  explicit TagRenderer(DcmItem* dataset) : dataset_(dataset) {}
+
+  void Add(DcmItem* item, TagMap& tags) {
+    if (item == nullptr) return;
+    for (unsigned long i = 0; i < item->card(); ++i) {
+      DcmElement* element = item->getElement(i);
+      if (element == nullptr || !IsTextOrNumberVr(element->ident())) continue;
+      if (element->getLength() > kMaxTagTextBytes) continue;
+      OFString value;
+      if (element->getOFStringArray(value).bad()) continue;
+      // Only the kept values are converted (not the whole dataset), and only when they are not plain ASCII.
+      if (NeedsCharsetConversion(value) && element->isAffectedBySpecificCharacterSet() && Converter() != nullptr) {
+        // Converts the element in place (our private parse of the file) with the delimiters of its VR, which
+        // ISO 2022 code extensions need; on failure the raw bytes are kept and sanitised below.
+        OFString converted;
+        if (element->convertCharacterSet(*converter_).good() && element->getOFStringArray(converted).good()) {
+          value = converted;
+        }
+      }
+      const DcmTagKey key = element->getTag();
+      tags[(uint32_t{key.getGroup()} << 16) | key.getElement()] =
+          Trim(internal::ToValidUtf8(std::string_view(value.c_str(), value.length())));
+    }
+  }
+
+ private:
+  // The converter for the dataset's SpecificCharacterSet, made on first need; nullptr when there is none or the
+  // character set is unknown here (then invalid bytes become U+FFFD).
+  DcmSpecificCharacterSet* Converter() {
+    if (!converter_tried_) {
+      converter_tried_ = true;
+      if (dataset_ != nullptr) {
+        auto converter = std::make_unique<DcmSpecificCharacterSet>();
+        if (converter->selectCharacterSet(*dataset_).good()) converter_ = std::move(converter);
+      }
+    }
+    return converter_.get();
+  }
+
+  DcmItem* dataset_;
+  bool converter_tried_ = false;
+  std::unique_ptr<DcmSpecificCharacterSet> converter_;
+};
+
+// The TagMap of a series: meta header and top-level dataset elements of one parsed file.
+TagMap RenderTags(DcmFileFormat& file) {
+  TagMap tags;
+  TagRenderer(nullptr).Add(file.getMetaInfo(), tags);
+  TagRenderer(file.getDataset()).Add(file.getDataset(), tags);
+  return tags;
 }
 
 std::string GetString(DcmItem* item, const DcmTagKey& tag) {
   OFString value;
   if (item == nullptr || item->findAndGetOFStringArray(tag, value).bad()) return {};
-  return Trim(std::string(value.c_str(), value.length()));
+  return Trim(internal::ToValidUtf8(std::string_view(value.c_str(), value.length())));
 }
 
 bool GetDoubles(DcmItem* item, const DcmTagKey& tag, double* out, unsigned count) {
@@ -127,21 +183,27 @@ DcmItem* FindMacro(DcmItem* per_frame, DcmItem* shared, const DcmTagKey& tag) {
   return MacroItem(shared, tag);
 }
 
+// What a scan keeps of one accepted file until its series is built: no TagMap (only the first instance of a
+// series has one) and one geometry for all frames unless the object has per-frame functional groups.
 struct ParsedFile {
-  fs::path path;
   std::string study_uid;
   std::string series_uid;
   int64_t series_number = 0;
   Instance instance;
-  TagMap tags;
-  std::vector<FrameGeometry> frames;
+  FrameGeometry base;                     // every frame's geometry when per_frame is empty
+  std::vector<FrameGeometry> per_frame;   // enhanced objects: one per frame
+  bool top_position = false;              // ImagePositionPatient / ImageOrientationPatient at the top level
+  bool top_orientation = false;
   bool distinct_frame_positions = true;  // false: frames of a multi-frame object share one position
   std::string transfer_syntax_problem;
   std::string unsupported_pixel_module;
 };
 
-// Parses one file; on failure returns false and sets `reason`.
-bool ParseFile(const fs::path& path, const ScanLimits& limits, ParsedFile& out, std::string& reason) {
+// Parses and checks one file's header into `out` (identity, pixel module, frame count and the top-level
+// geometry), but not per-frame geometry: the caller checks the frame limits first. On failure returns false and
+// sets `reason`.
+bool ParseFile(const fs::path& path, const ScanLimits& limits, DcmFileFormat& file, ParsedFile& out,
+               std::string& reason) {
   std::error_code ec;
   const uint64_t size = fs::file_size(path, ec);
   if (ec) {
@@ -153,19 +215,18 @@ bool ParseFile(const fs::path& path, const ScanLimits& limits, ParsedFile& out, 
              std::to_string(limits.max_file_bytes) + " bytes";
     return false;
   }
-  DcmFileFormat file;
-  bool has_preamble = false;
-  const OFCondition cond = internal::LoadHeader(path, file, &has_preamble);
+  const OFCondition cond = internal::LoadHeader(path, file);
   DcmDataset* ds = file.getDataset();
   if (cond.bad()) {
-    reason = has_preamble ? std::string("truncated or corrupt DICOM file: ") + cond.text() : "not a DICOM file";
+    reason = internal::HasPreamble(path) ? std::string("truncated or corrupt DICOM file: ") + cond.text()
+                                         : "not a DICOM file";
     return false;
   }
   std::string sop_class = GetString(ds, DCM_SOPClassUID);
   out.study_uid = GetString(ds, DCM_StudyInstanceUID);
   out.series_uid = GetString(ds, DCM_SeriesInstanceUID);
   std::string sop_uid = GetString(ds, DCM_SOPInstanceUID);
-  if (!has_preamble && sop_class.empty() && out.study_uid.empty() && sop_uid.empty()) {
+  if (sop_class.empty() && out.study_uid.empty() && sop_uid.empty() && !internal::HasPreamble(path)) {
     reason = "not a DICOM file";
     return false;
   }
@@ -259,7 +320,6 @@ bool ParseFile(const fs::path& path, const ScanLimits& limits, ParsedFile& out, 
     }
   }
 
-  out.path = path;
   out.instance.path = path;
   out.instance.sop_class_uid = sop_class;
   out.instance.sop_instance_uid = sop_uid;
@@ -274,10 +334,7 @@ bool ParseFile(const fs::path& path, const ScanLimits& limits, ParsedFile& out, 
     out.unsupported_pixel_module = "unsupported BitsAllocated " + std::to_string(base.bits_allocated);
   }
 
-  AddTags(file.getMetaInfo(), out.tags);
-  AddTags(ds, out.tags);
-
-  // Top-level geometry (classic objects), then functional groups (enhanced multi-frame objects).
+  // Top-level geometry (classic objects); ReadFunctionalGroups adds that of enhanced multi-frame objects.
   bool top_position = false, top_orientation = false;
   ApplyPlanePosition(ds, base, &top_position);
   ApplyPlaneOrientation(ds, base, &top_orientation);
@@ -285,38 +342,53 @@ bool ParseFile(const fs::path& path, const ScanLimits& limits, ParsedFile& out, 
   ApplyValueTransformation(ds, base);
   ApplyVoiLut(ds, base);
   base.has_position = top_position && top_orientation;
+  out.base = base;
+  out.top_position = top_position;
+  out.top_orientation = top_orientation;
+  out.distinct_frame_positions = frames == 1;
+  return true;
+}
 
+// Per-frame geometry of an enhanced multi-frame object (functional groups); leaves classic objects alone.
+void ReadFunctionalGroups(DcmDataset* ds, ParsedFile& out) {
   DcmItem* shared = MacroItem(ds, DCM_SharedFunctionalGroupsSequence);
   DcmSequenceOfItems* per_frame_seq = nullptr;
   ds->findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, per_frame_seq);
-  const bool enhanced = shared != nullptr || per_frame_seq != nullptr;
-  out.frames.reserve(static_cast<size_t>(frames));
+  if (shared == nullptr && per_frame_seq == nullptr) return;
+  const FrameGeometry& base = out.base;
+  const uint32_t frames = out.instance.number_of_frames;
+  out.per_frame.reserve(frames);
   bool all_per_frame_positions = true;
-  for (Sint32 f = 0; f < frames; ++f) {
+  for (uint32_t f = 0; f < frames; ++f) {
     FrameGeometry g = base;
-    if (enhanced) {
-      DcmItem* per_frame = (per_frame_seq != nullptr && static_cast<unsigned long>(f) < per_frame_seq->card())
-                               ? per_frame_seq->getItem(static_cast<unsigned long>(f))
-                               : nullptr;
-      bool has_position = top_position, has_orientation = top_orientation;
-      DcmItem* position = FindMacro(per_frame, shared, DCM_PlanePositionSequence);
-      ApplyPlanePosition(position, g, &has_position);
-      ApplyPlaneOrientation(FindMacro(per_frame, shared, DCM_PlaneOrientationSequence), g, &has_orientation);
-      ApplyPixelMeasures(FindMacro(per_frame, shared, DCM_PixelMeasuresSequence), g);
-      ApplyValueTransformation(FindMacro(per_frame, shared, DCM_PixelValueTransformationSequence), g);
-      ApplyVoiLut(FindMacro(per_frame, shared, DCM_FrameVOILUTSequence), g);
-      g.has_position = has_position && has_orientation;
-      if (MacroItem(per_frame, DCM_PlanePositionSequence) == nullptr) all_per_frame_positions = false;
-    }
-    out.frames.push_back(g);
+    DcmItem* per_frame = (per_frame_seq != nullptr && static_cast<unsigned long>(f) < per_frame_seq->card())
+                             ? per_frame_seq->getItem(static_cast<unsigned long>(f))
+                             : nullptr;
+    bool has_position = out.top_position, has_orientation = out.top_orientation;
+    ApplyPlanePosition(FindMacro(per_frame, shared, DCM_PlanePositionSequence), g, &has_position);
+    ApplyPlaneOrientation(FindMacro(per_frame, shared, DCM_PlaneOrientationSequence), g, &has_orientation);
+    ApplyPixelMeasures(FindMacro(per_frame, shared, DCM_PixelMeasuresSequence), g);
+    ApplyValueTransformation(FindMacro(per_frame, shared, DCM_PixelValueTransformationSequence), g);
+    ApplyVoiLut(FindMacro(per_frame, shared, DCM_FrameVOILUTSequence), g);
+    g.has_position = has_position && has_orientation;
+    if (MacroItem(per_frame, DCM_PlanePositionSequence) == nullptr) all_per_frame_positions = false;
+    out.per_frame.push_back(g);
   }
-  out.distinct_frame_positions = frames == 1 || (enhanced && all_per_frame_positions);
-  return true;
+  out.distinct_frame_positions = frames == 1 || all_per_frame_positions;
+}
+
+// Whether file `a` sorts before `b` inside a series: InstanceNumber, then path.
+bool InstanceBefore(int32_t a_number, const fs::path& a_path, int32_t b_number, const fs::path& b_path) {
+  if (a_number != b_number) return a_number < b_number;
+  return a_path < b_path;
 }
 
 struct SeriesBuild {
   int64_t series_number = 0;
+  uint64_t frames = 0;              // running count, checked against limits.max_frames_per_series
   std::vector<ParsedFile> files;
+  TagMap tags;                      // of the file that sorts first so far (files[first])
+  size_t first = 0;
 };
 
 void Cross(const double* a, const double* b, double* out) {
@@ -382,42 +454,34 @@ std::string SortVolume(Series& series) {
   return {};
 }
 
-Series BuildSeries(const std::string& uid, std::vector<ParsedFile>& files, const ScanLimits& limits) {
+Series BuildSeries(const std::string& uid, SeriesBuild& build) {
+  std::vector<ParsedFile>& files = build.files;
   Series series;
   series.series_instance_uid = uid;
   std::stable_sort(files.begin(), files.end(), [](const ParsedFile& a, const ParsedFile& b) {
-    if (a.instance.instance_number != b.instance.instance_number) {
-      return a.instance.instance_number < b.instance.instance_number;
-    }
-    return a.path < b.path;
+    return InstanceBefore(a.instance.instance_number, a.instance.path, b.instance.instance_number, b.instance.path);
   });
-  series.tags = files.front().tags;
-  uint64_t total_frames = 0;
-  for (const ParsedFile& f : files) total_frames += f.frames.size();
-  bool volume = total_frames >= 2;
+  series.tags = std::move(build.tags);
+  bool volume = build.frames >= 2;
   for (const ParsedFile& f : files) {
     if (series.error.empty() && !f.transfer_syntax_problem.empty()) series.error = f.transfer_syntax_problem;
     if (series.error.empty() && !f.unsupported_pixel_module.empty()) series.error = f.unsupported_pixel_module;
     if (!f.distinct_frame_positions) volume = false;
   }
-  if (total_frames > limits.max_frames_per_series) {
-    series.error = "series has " + std::to_string(total_frames) + " frames, over the limit of " +
-                   std::to_string(limits.max_frames_per_series);
-    for (ParsedFile& f : files) series.instances.push_back(std::move(f.instance));
-    return series;
-  }
-  series.frames.reserve(total_frames);
+  series.frames.reserve(build.frames);
+  series.instances.reserve(files.size());
   for (ParsedFile& f : files) {
     const uint32_t index = static_cast<uint32_t>(series.instances.size());
-    for (size_t i = 0; i < f.frames.size(); ++i) {
+    for (uint32_t i = 0; i < f.instance.number_of_frames; ++i) {
       Frame frame;
       frame.instance_index = index;
-      frame.frame_number = static_cast<uint32_t>(i + 1);
-      frame.geometry = f.frames[i];
+      frame.frame_number = i + 1;
+      frame.geometry = f.per_frame.empty() ? f.base : f.per_frame[i];
       if (!frame.geometry.has_position) volume = false;
       series.frames.push_back(frame);
     }
     series.instances.push_back(std::move(f.instance));
+    std::vector<FrameGeometry>().swap(f.per_frame);  // keep the peak at about one copy of the geometry
   }
   const uint32_t spp = series.frames.empty() ? 1 : series.frames.front().geometry.samples_per_pixel;
   for (const Frame& f : series.frames) {
@@ -448,6 +512,7 @@ ScanResult ScanFiles(const std::vector<std::filesystem::path>& files, const Scan
   std::map<std::string, std::map<std::string, SeriesBuild>> studies;
   std::map<std::string, fs::path> seen_sops;
   uint64_t looked_at = 0;
+  uint64_t scan_frames = 0;
   for (const fs::path& path : files) {
     if (++looked_at > limits.max_files) {
       result.rejected.push_back({path, "over the limit of " + std::to_string(limits.max_files) + " files per scan"});
@@ -455,25 +520,65 @@ ScanResult ScanFiles(const std::vector<std::filesystem::path>& files, const Scan
     }
     ParsedFile parsed;
     std::string reason;
-    bool ok = false;
+    SeriesBuild* build = nullptr;  // the file's series when it already exists
+    TagMap first_tags;
+    bool is_first = false;
     try {
-      ok = ParseFile(path, limits, parsed, reason);
+      DcmFileFormat file;
+      if (!ParseFile(path, limits, file, parsed, reason)) {
+        result.rejected.push_back({path, reason});
+        continue;
+      }
+      if (auto it = seen_sops.find(parsed.instance.sop_instance_uid); it != seen_sops.end()) {
+        result.rejected.push_back({path, "duplicate SOPInstanceUID " + parsed.instance.sop_instance_uid +
+                                             " (kept " + it->second.string() + ")"});
+        continue;
+      }
+      if (auto study = studies.find(parsed.study_uid); study != studies.end()) {
+        if (auto series = study->second.find(parsed.series_uid); series != study->second.end()) {
+          build = &series->second;
+        }
+      }
+      // The frame limits are checked before any per-frame geometry is read, so an over-limit file costs
+      // nothing beyond its header parse.
+      const uint64_t frames = parsed.instance.number_of_frames;
+      const uint64_t series_frames = (build != nullptr ? build->frames : 0) + frames;
+      if (series_frames > limits.max_frames_per_series) {
+        result.rejected.push_back({path, "series " + parsed.series_uid + " would have " +
+                                             std::to_string(series_frames) + " frames, over the limit of " +
+                                             std::to_string(limits.max_frames_per_series) + " frames per series"});
+        continue;
+      }
+      if (scan_frames + frames > limits.max_frames_per_scan) {
+        result.rejected.push_back({path, "scan would hold " + std::to_string(scan_frames + frames) +
+                                             " frames, over the limit of " +
+                                             std::to_string(limits.max_frames_per_scan) + " frames per scan"});
+        continue;
+      }
+      ReadFunctionalGroups(file.getDataset(), parsed);
+      // Only the file that sorts first in its series so far has its tags rendered; in the usual folder order
+      // (paths sorted, InstanceNumber rising) that is one TagMap per series.
+      is_first = build == nullptr ||
+                 InstanceBefore(parsed.instance.instance_number, parsed.instance.path,
+                                build->files[build->first].instance.instance_number,
+                                build->files[build->first].instance.path);
+      if (is_first) first_tags = RenderTags(file);
     } catch (const std::exception& e) {  // e.g. std::bad_alloc on absurd lengths: reject, never crash
-      reason = std::string("cannot parse: ") + e.what();
-    }
-    if (!ok) {
-      result.rejected.push_back({path, reason});
+      result.rejected.push_back({path, std::string("cannot parse: ") + e.what()});
       continue;
     }
-    auto [it, inserted] = seen_sops.emplace(parsed.instance.sop_instance_uid, path);
-    if (!inserted) {
-      result.rejected.push_back({path, "duplicate SOPInstanceUID " + parsed.instance.sop_instance_uid +
-                                           " (kept " + it->second.string() + ")"});
-      continue;
+    scan_frames += parsed.instance.number_of_frames;
+    seen_sops.emplace(parsed.instance.sop_instance_uid, path);
+    if (build == nullptr) {
+      build = &studies[parsed.study_uid][parsed.series_uid];
+      build->series_number = parsed.series_number;
     }
-    SeriesBuild& build = studies[parsed.study_uid][parsed.series_uid];
-    if (build.files.empty()) build.series_number = parsed.series_number;
-    build.files.push_back(std::move(parsed));
+    build->frames += parsed.instance.number_of_frames;
+    if (is_first) {
+      build->tags = std::move(first_tags);
+      build->first = build->files.size();
+    }
+    build->files.push_back(std::move(parsed));
   }
   for (auto& [study_uid, series_map] : studies) {
     Study study;
@@ -484,7 +589,7 @@ ScanResult ScanFiles(const std::vector<std::filesystem::path>& files, const Scan
                      [](const auto& a, const auto& b) { return a.first < b.first; });  // UID order on ties
     for (const auto& [number, uid] : order) {
       (void)number;
-      study.series.push_back(BuildSeries(*uid, series_map[*uid].files, limits));
+      study.series.push_back(BuildSeries(*uid, series_map[*uid]));
     }
     study.tags = study.series.front().tags;
     result.studies.push_back(std::move(study));

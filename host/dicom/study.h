@@ -19,6 +19,10 @@ namespace aihub::dicom {
 // Tag values keyed by (group << 16 | element): every top-level element of the first instance that is text or
 // a number, rendered as DICOM text (multiple values joined with '\'), leading/trailing spaces trimmed.
 // Sequences, binary values and PixelData are not kept.
+// Every value is valid UTF-8: text is converted from the file's SpecificCharacterSet (0008,0005), e.g. ISO_IR 100
+// (Latin-1) or ISO 2022 code extensions; where the character set is unknown or a value does not convert, bytes
+// that are not well-formed UTF-8 are replaced by U+FFFD (the file is still used). The same holds for the UID
+// strings of Study, Series and Instance.
 using TagMap = std::map<uint32_t, std::string>;
 
 // Looks a tag up; nullptr when absent.
@@ -32,7 +36,10 @@ struct ScanLimits {
   uint32_t max_columns = 65535;
   uint64_t max_frame_pixels = 1ull << 27; // rows * columns of one frame (128 Mpixel)
   uint32_t max_frames_per_series = 1000000;  // also bounds NumberOfFrames of one file
+  uint64_t max_frames_per_scan = 4000000;    // all frames of one scan (each costs a FrameGeometry in memory)
 };
+// The frame limits are checked file by file while scanning: a file whose frames would take its series (or the
+// whole scan) over the limit is rejected, and its frames are never held in memory.
 
 // Geometry of one frame; the same fields the plugin ABI exposes (aihub_frame_geometry).
 struct FrameGeometry {
@@ -107,8 +114,10 @@ struct ScanResult {
 // land in `rejected`. NOT_FOUND when `dir` is not a directory; RESOURCE_EXHAUSTED when it holds more than
 // limits.max_files files.
 StatusOr<ScanResult> ScanDirectory(const std::filesystem::path& dir, const ScanLimits& limits = {});
-// Groups the given files (e.g. one study folder from a spool) the same way; files past limits.max_files are
-// rejected. A duplicate SOPInstanceUID keeps the first file in the given order.
+// Groups the given files (e.g. one study folder from a spool) the same way; files past limits.max_files or over a
+// frame limit are rejected. A duplicate SOPInstanceUID keeps the first file in the given order. Memory held while
+// scanning is about one FrameGeometry per accepted frame plus one TagMap per series (only the series' first
+// instance has its tags rendered).
 ScanResult ScanFiles(const std::vector<std::filesystem::path>& files, const ScanLimits& limits = {});
 
 // Registers DCMTK's decompression codecs (JPEG baseline/extended/lossless, JPEG-LS, RLE) once per process.

@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "common/hash.h"
+#include "common/json_text.h"
 #include "common/log.h"
 
 namespace aihub::plugins {
@@ -280,7 +281,7 @@ StatusOr<LoadedPluginPtr> LoadedPlugin::Load(const LoadOptions& options) {
   if (ctx.config.is_object()) {
     for (const auto& [key, value] : ctx.config.items()) {
       if (value.is_structured() || value.is_null()) continue;
-      ctx.config_strings[key] = value.is_string() ? value.get<std::string>() : value.dump();
+      ctx.config_strings[key] = value.is_string() ? value.get<std::string>() : DumpJson(value);
     }
   }
 

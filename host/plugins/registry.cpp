@@ -187,6 +187,40 @@ std::vector<ReloadEvent> PluginRegistry::Rescan() {
   return events;
 }
 
+StatusOr<ReloadEvent> PluginRegistry::Recreate(const std::string& id, const std::string& why) {
+  std::lock_guard<std::mutex> scan_lock(scan_mutex_);
+  fs::path path;
+  {
+    std::lock_guard<std::mutex> lock(active_mutex_);
+    auto owner = owner_.find(id);
+    if (owner == owner_.end()) return NotFound("plugin " + id + " is not active");
+    path = owner->second;
+  }
+  std::vector<ReloadEvent> events;
+  LoadOptions options;
+  options.source = path;
+  options.cache_dir = cache_dir_;
+  options.config_for = config_for_;
+  auto loaded = LoadedPlugin::Load(options);
+  Status st = loaded.ok() ? Status::Ok() : loaded.status();
+  if (st.ok() && (*loaded)->info().id != id) st = FailedPrecondition(path.string() + " no longer provides " + id);
+  if (st.ok()) st = (*loaded)->SelfTest();
+  if (!st.ok()) {
+    Emit(events, {ReloadEvent::Kind::kRejected, id, "", "", path, why + ": " + st.message()});
+    return events.back();
+  }
+  LoadedPluginPtr previous;
+  {
+    std::lock_guard<std::mutex> lock(active_mutex_);
+    previous = active_[id];
+    active_[id] = *loaded;
+  }
+  const PluginInfo& info = (*loaded)->info();
+  Emit(events, {ReloadEvent::Kind::kReplaced, id, info.version, info.so_sha256, path, why});
+  previous.reset();
+  return events.back();
+}
+
 LoadedPluginPtr PluginRegistry::Get(const std::string& id) const {
   std::lock_guard<std::mutex> lock(active_mutex_);
   auto it = active_.find(id);

@@ -48,6 +48,11 @@ class PluginRegistry {
   // Looks at plugin_dir now; returns the events of this scan.
   std::vector<ReloadEvent> Rescan();
 
+  // Loads the active plugin's file again so a new instance is created with its current config (e.g. after a
+  // config reload changed its `config:` block); self-tested and swapped like a new version. Jobs running on the
+  // old instance finish on it. NOT_FOUND when no such plugin is active.
+  StatusOr<ReloadEvent> Recreate(const std::string& id, const std::string& why);
+
   // The active version of a plugin, or nullptr.
   LoadedPluginPtr Get(const std::string& id) const;
   // All active versions, ordered by id.

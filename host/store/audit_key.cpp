@@ -114,7 +114,7 @@ StatusOr<std::string> CreateAuditKey(const std::filesystem::path& key_path, bool
   if (linked != 0 && link_errno != EEXIST) {
     return Unavailable("cannot create audit key " + key_path.string() + ": " + Errno(link_errno));
   }
-  RETURN_IF_ERROR_STORE_(FsyncDir(dir));
+  if (Status st = FsyncDir(dir); !st.ok()) return st;
   *created = linked == 0;
   return ReadAuditKey(key_path);
 }

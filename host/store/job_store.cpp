@@ -9,13 +9,15 @@
 #include <algorithm>
 #include <cstdio>
 #include <mutex>
-#include <random>
 #include <set>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "common/hash.h"
+#include "common/json_text.h"
+#include "store/audit_key.h"
+#include "store/utf8.h"
 #include "store/sqlite_util.h"
 
 namespace aihub::store {
@@ -108,6 +110,7 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 INSERT INTO meta(key, value) VALUES ('audit_head_seq', 0);
 INSERT INTO meta(key, value) VALUES ('audit_head_hash', '0000000000000000000000000000000000000000000000000000000000000000');
+INSERT INTO meta(key, value) VALUES ('audit_head_mac', '');
 )sql"},
 };
 constexpr int kLatestVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -162,12 +165,10 @@ std::string Hostname() {
   return buf;
 }
 
-std::string RandomToken() {
-  std::random_device rd;
-  uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(Clock::now().time_since_epoch().count());
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
-  return buf;
+// MAC of the audit head kept in meta: without it, deleting the tail and pointing the head at an earlier
+// (validly keyed) entry would go unnoticed.
+std::string AuditHeadMac(int64_t seq, const std::string& hash, std::string_view key) {
+  return HmacSha256Hex(key, "aihub-audit-head-v1\n" + std::to_string(seq) + "\n" + hash);
 }
 
 // "<hostname>:<pid>" -> (hostname, pid); nullopt for any other shape.
@@ -187,10 +188,16 @@ std::optional<std::pair<std::string, pid_t>> ParseOwner(const std::string& owner
 
 bool IsJsonText(const std::string& text) { return json::accept(text); }
 
+// Identifiers that key rows are refused rather than altered: two different bad UIDs must not collide.
+Status CheckIdentifier(const std::string& value, const char* what) {
+  if (IsValidUtf8(value)) return Status::Ok();
+  return InvalidArgument(std::string(what) + " is not valid UTF-8");
+}
+
 #define AIHUB_JOB_COLUMNS                                                                                  \
   "SELECT id, job_key, study_instance_uid, plugin_id, plugin_version, model_version, so_sha256, department, " \
   "mode, series_uids, generation, state, attempts, max_attempts, error, lease_owner, lease_until, "          \
-  "next_attempt_at, created_at, updated_at FROM jobs "
+  "next_attempt_at, created_at, updated_at, lease_token FROM jobs "
 
 #define AIHUB_OUTBOX_COLUMNS                                                                           \
   "SELECT id, job_id, kind, destination, idempotency_key, payload, state, attempts, last_error, " \
@@ -225,6 +232,7 @@ StatusOr<JobRecord> RowToJob(const Stmt& s) {
   j.next_attempt_at = FromMs(s.Int(17));
   j.created_at = FromMs(s.Int(18));
   j.updated_at = FromMs(s.Int(19));
+  j.lease_token = s.Text(20);
   return j;
 }
 
@@ -276,8 +284,8 @@ const char* JobStateName(JobState s) {
   return "unknown";
 }
 
-std::string AuditEntryHash(const AuditEntry& e) {
-  std::string buf = "aihub-audit-v1";
+std::string AuditEntryHash(const AuditEntry& e, std::string_view key) {
+  std::string buf = "aihub-audit-hmac-v1";
   auto field = [&buf](const std::string& v) {
     buf += '\n';
     buf += std::to_string(v.size());
@@ -291,14 +299,15 @@ std::string AuditEntryHash(const AuditEntry& e) {
   field(e.action);
   field(e.subject);
   field(e.detail_json);
-  return Sha256Hex(buf);
+  return HmacSha256Hex(key, buf);
 }
 
 class JobStore::Impl {
  public:
   std::unique_ptr<Db> db;
   std::string owner;
-  std::string token;      // distinguishes this Open from earlier ones of the same owner
+  std::string open_token;  // distinguishes this Open from earlier ones; prefix of every claim token it issues
+  std::string audit_key;   // kAuditKeyBytes of secret
   std::string hostname;
   int schema_version = 0;
   std::mutex mu;          // serializes every call on the one connection
@@ -306,14 +315,32 @@ class JobStore::Impl {
 
   int64_t NowMs() const { return ToMs(now()); }
 
+  // Creates or migrates the schema; a new database gets its initial head MAC here.
   Status Migrate();
+  // Audit entries the database holds (0 for a new file), by row count or head, whichever is larger.
+  StatusOr<int64_t> CountAuditEntries();
+  bool key_created = false;  // this Open wrote a new audit key (the log was empty)
   // Appends one chained entry; the caller holds mu and an open transaction.
   Status AppendAudit(const std::string& actor, const std::string& action, const std::string& subject,
                      const std::string& detail_json);
   StatusOr<JobRecord> ReadJob(int64_t id);
   StatusOr<OutboxItem> ReadOutbox(int64_t id);
-  // The job, if it is running under a lease of this owner.
-  StatusOr<JobRecord> HeldJob(int64_t id);
+  // The job, if it is running under the claim `token` names; nullopt token: under any claim of this Open
+  // (the transitional by-id calls).
+  StatusOr<JobRecord> HeldJob(int64_t id, const std::optional<std::string>& token);
+  // Whether a claim token was issued by this Open.
+  bool IssuedHere(const std::string& lease_token) const {
+    return lease_token.size() > open_token.size() && lease_token.compare(0, open_token.size(), open_token) == 0 &&
+           lease_token[open_token.size()] == '.';
+  }
+  // Inserts an outbox item unless its key exists; the caller holds mu and an open transaction.
+  Status EnqueueLocked(const OutboxItem& item, int64_t job_id);
+  Status CompleteJob(int64_t job_id, const std::optional<std::string>& token, const std::string& result_json,
+                     const std::string& sr_sop_instance_uid, const std::vector<OutboxItem>& deliveries);
+  Status RepinJob(int64_t job_id, const std::optional<std::string>& token, const std::string& plugin_version,
+                  const std::string& model_version, const std::string& so_sha256);
+  Status FailJob(int64_t job_id, const std::optional<std::string>& token, const std::string& error, bool retryable);
+  Status RenewLease(int64_t job_id, const std::optional<std::string>& token, std::chrono::seconds duration);
   // Why a running job counts as interrupted, or nullopt when its owner may still be working on it.
   std::optional<std::string> Interruption(const std::string& lease_owner, const std::string& lease_token,
                                           std::optional<int64_t> lease_until, int64_t now_ms) const;
@@ -338,6 +365,7 @@ Status JobStore::Impl::Migrate() {
     return FailedPrecondition("database schema version " + std::to_string(current) +
                               " is newer than this build supports (" + std::to_string(kLatestVersion) + ")");
   }
+  const bool fresh = current == 0;
   for (const Migration& m : kMigrations) {
     if (m.version <= current) continue;
     RETURN_IF_ERROR(db->Exec(m.sql));
@@ -346,9 +374,24 @@ Status JobStore::Impl::Migrate() {
     RETURN_IF_ERROR(s.Bind(1, int64_t{m.version}).Run());
     current = m.version;
   }
+  if (fresh || key_created) {
+    ASSIGN_OR_RETURN(s, db->Prepare("UPDATE meta SET value = ?1 WHERE key = 'audit_head_mac' AND "
+                                    "(SELECT value FROM meta WHERE key = 'audit_head_seq') = 0"));
+    RETURN_IF_ERROR(s.Bind(1, AuditHeadMac(0, kZeroHash, audit_key)).Run());
+  }
   RETURN_IF_ERROR(txn.Commit());
   schema_version = current;
   return Status::Ok();
+}
+
+StatusOr<int64_t> JobStore::Impl::CountAuditEntries() {
+  ASSIGN_OR_RETURN(t, db->Prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('audit', 'meta')"));
+  ASSIGN_OR_RETURN(has_tables, t.Step());
+  if (!has_tables || t.Int(0) < 2) return int64_t{0};
+  ASSIGN_OR_RETURN(s, db->Prepare("SELECT max((SELECT count(*) FROM audit), "
+                                  "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'audit_head_seq'), 0))"));
+  ASSIGN_OR_RETURN(row, s.Step());
+  return row ? s.Int(0) : int64_t{0};
 }
 
 Status JobStore::Impl::AppendAudit(const std::string& actor, const std::string& action, const std::string& subject,
@@ -363,11 +406,12 @@ Status JobStore::Impl::AppendAudit(const std::string& actor, const std::string& 
     e.prev_hash = s.Text(1);
   }
   e.ts = IsoUtc(NowMs());
-  e.actor = actor;
-  e.action = action;
-  e.subject = subject;
-  e.detail_json = detail_json;
-  e.hash = AuditEntryHash(e);
+  // Sanitized before hashing, so the hash covers exactly the text stored.
+  e.actor = SanitizeUtf8(actor);
+  e.action = SanitizeUtf8(action);
+  e.subject = SanitizeUtf8(subject);
+  e.detail_json = SanitizeUtf8(detail_json);
+  e.hash = AuditEntryHash(e, audit_key);
   {
     ASSIGN_OR_RETURN(s, db->Prepare("INSERT INTO audit(seq, ts, actor, action, subject, detail_json, prev_hash, "
                                     "hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
@@ -389,6 +433,10 @@ Status JobStore::Impl::AppendAudit(const std::string& actor, const std::string& 
     ASSIGN_OR_RETURN(s, db->Prepare("UPDATE meta SET value = ?1 WHERE key = 'audit_head_hash'"));
     RETURN_IF_ERROR(s.Bind(1, e.hash).Run());
   }
+  {
+    ASSIGN_OR_RETURN(s, db->Prepare("UPDATE meta SET value = ?1 WHERE key = 'audit_head_mac'"));
+    RETURN_IF_ERROR(s.Bind(1, AuditHeadMac(e.seq, e.hash, audit_key)).Run());
+  }
   return Status::Ok();
 }
 
@@ -408,13 +456,17 @@ StatusOr<OutboxItem> JobStore::Impl::ReadOutbox(int64_t id) {
   return RowToOutbox(s);
 }
 
-StatusOr<JobRecord> JobStore::Impl::HeldJob(int64_t id) {
+StatusOr<JobRecord> JobStore::Impl::HeldJob(int64_t id, const std::optional<std::string>& token) {
+  if (token && token->empty()) return InvalidArgument("job " + std::to_string(id) + ": empty lease token");
   ASSIGN_OR_RETURN(job, ReadJob(id));
+  const std::string prefix = "job " + std::to_string(id) + ": lease lost: ";
   if (job.state != JobState::kRunning) {
-    return FailedPrecondition("job " + std::to_string(id) + " is " + JobStateName(job.state) + ", not running");
+    return FailedPrecondition(prefix + "the job is " + JobStateName(job.state) + ", not running");
   }
-  if (job.lease_owner != owner) {
-    return FailedPrecondition("job " + std::to_string(id) + " is leased by " + job.lease_owner + ", not " + owner);
+  const bool held = token ? job.lease_token == *token : job.lease_owner == owner && IssuedHere(job.lease_token);
+  if (!held) {
+    return FailedPrecondition(prefix + "it now runs under another claim (owner " + job.lease_owner +
+                              ", attempt " + std::to_string(job.attempts) + ")");
   }
   return job;
 }
@@ -422,19 +474,19 @@ StatusOr<JobRecord> JobStore::Impl::HeldJob(int64_t id) {
 std::optional<std::string> JobStore::Impl::Interruption(const std::string& lease_owner,
                                                         const std::string& lease_token,
                                                         std::optional<int64_t> lease_until, int64_t now_ms) const {
-  if (!lease_until || *lease_until <= now_ms) return std::string("lease expired");
+  // This very store's claim: its worker runs in this process and renews or finishes it; an expired lease here
+  // means a slow job, not a lost one.
+  if (lease_owner == owner && IssuedHere(lease_token)) return std::nullopt;
   if (auto parsed = ParseOwner(lease_owner); parsed && parsed->first == hostname) {
-    if (parsed->second == getpid()) {
-      if (lease_token != token) return std::string("owner is this process, lease from an earlier open");
-      return std::nullopt;
-    }
+    if (parsed->second == getpid()) return std::string("owner is this process, lease from another open");
     // EPERM means the pid exists under another user: alive. A zombie still answers; it must be reaped.
     if (kill(parsed->second, 0) != 0 && errno == ESRCH) {
       return "owner process " + std::to_string(parsed->second) + " is gone";
     }
-    return std::nullopt;
   }
-  if (lease_owner == owner && lease_token != token) return std::string("lease from an earlier open of this owner");
+  if (lease_owner == owner) return std::string("lease from an earlier open of this owner");
+  // Owners on other hosts, and live local ones that stopped renewing: only the lease can tell.
+  if (!lease_until || *lease_until <= now_ms) return std::string("lease expired");
   return std::nullopt;
 }
 
@@ -443,7 +495,8 @@ JobStore::~JobStore() = default;
 
 std::string JobStore::DefaultOwner() { return Hostname() + ":" + std::to_string(getpid()); }
 
-StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::filesystem::path& db_path, std::string owner) {
+StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::filesystem::path& db_path, std::string owner,
+                                                   const std::filesystem::path& audit_key_path) {
   if (db_path.empty()) return InvalidArgument("job store path is empty");
   if (db_path.has_parent_path()) {
     std::error_code ec;
@@ -452,7 +505,8 @@ StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::filesystem::path& 
   }
   auto impl = std::make_unique<Impl>();
   impl->owner = owner.empty() ? DefaultOwner() : std::move(owner);
-  impl->token = RandomToken();
+  impl->open_token = RandomHex(8);
+  if (impl->open_token.empty()) return Internal("RAND_bytes failed");
   impl->hostname = Hostname();
   ASSIGN_OR_RETURN(db, Db::Open(db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
   impl->db = std::move(db);
@@ -464,6 +518,20 @@ StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::filesystem::path& 
     if (!row || s.Text(0) != "wal") return Unavailable("cannot switch " + db_path.string() + " to WAL journal mode");
   }
   RETURN_IF_ERROR(impl->db->Exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
+  const std::filesystem::path key_path = audit_key_path.empty() ? DefaultAuditKeyPath(db_path) : audit_key_path;
+  auto key = ReadAuditKey(key_path);
+  if (!key.ok() && key.status().code() == AIHUB_NOT_FOUND) {
+    // Only a log with no entries may get a new key; otherwise the existing chain could never verify again.
+    ASSIGN_OR_RETURN(entries, impl->CountAuditEntries());
+    if (entries > 0) {
+      return FailedPrecondition("audit key " + key_path.string() + " is missing but " + db_path.string() +
+                                " already holds " + std::to_string(entries) +
+                                " audit entries; restore the key file (a new key would orphan the audit chain)");
+    }
+    key = CreateAuditKey(key_path, &impl->key_created);
+  }
+  if (!key.ok()) return key.status();
+  impl->audit_key = std::move(key).value();
   RETURN_IF_ERROR(impl->Migrate());
   return std::unique_ptr<JobStore>(new JobStore(std::move(impl)));
 }
@@ -478,7 +546,9 @@ void JobStore::SetClockForTesting(std::function<std::chrono::system_clock::time_
 
 Status JobStore::UpsertStudy(const StudyRecord& study) {
   if (study.study_instance_uid.empty()) return InvalidArgument("study without StudyInstanceUID");
-  const std::string tags = study.tags_json.empty() ? "{}" : study.tags_json;
+  RETURN_IF_ERROR(CheckIdentifier(study.study_instance_uid, "StudyInstanceUID"));
+  // Tag values come from DICOM files and may be in any character set: keep them, minus the invalid bytes.
+  const std::string tags = study.tags_json.empty() ? "{}" : SanitizeUtf8(study.tags_json);
   if (!json::parse(tags, nullptr, false).is_object()) return InvalidArgument("study tags_json is not a JSON object");
   std::lock_guard<std::mutex> lock(impl_->mu);
   Transaction txn(*impl_->db);
@@ -498,6 +568,17 @@ StatusOr<int64_t> JobStore::CreateJob(const NewJob& job) {
   }
   if (job.max_attempts < 1) return InvalidArgument("max_attempts must be at least 1");
   if (job.generation < 0) return InvalidArgument("generation must not be negative");
+  RETURN_IF_ERROR(CheckIdentifier(job.study_instance_uid, "StudyInstanceUID"));
+  RETURN_IF_ERROR(CheckIdentifier(job.plugin_id, "plugin id"));
+  RETURN_IF_ERROR(CheckIdentifier(job.plugin_version, "plugin version"));
+  for (size_t i = 0; i < job.series_uids.size(); ++i) {
+    RETURN_IF_ERROR(CheckIdentifier(job.series_uids[i], ("series uid #" + std::to_string(i + 1)).c_str()));
+  }
+  // Free text: stored (and audited) sanitized, so the audit detail matches the row.
+  const std::string model_version = SanitizeUtf8(job.model_version);
+  const std::string so_sha256 = SanitizeUtf8(job.so_sha256);
+  const std::string department = SanitizeUtf8(job.department);
+  const std::string mode = SanitizeUtf8(job.mode);
   const std::string key = job.study_instance_uid + "/" + job.plugin_id + "/" + job.plugin_version + "/g" +
                           std::to_string(job.generation);
   std::lock_guard<std::mutex> lock(impl_->mu);
@@ -517,7 +598,7 @@ StatusOr<int64_t> JobStore::CreateJob(const NewJob& job) {
                                    "created_at, updated_at) VALUES (?1, '', '{}', ?2, ?2)"));
     RETURN_IF_ERROR(s.Bind(1, job.study_instance_uid).Bind(2, now).Run());
   }
-  const std::string series = json(job.series_uids).dump();
+  const std::string series = DumpJson(json(job.series_uids));
   {
     ASSIGN_OR_RETURN(s, db.Prepare("INSERT INTO jobs(job_key, study_instance_uid, plugin_id, plugin_version, "
                                    "model_version, so_sha256, department, mode, series_uids, generation, state, "
@@ -527,10 +608,10 @@ StatusOr<int64_t> JobStore::CreateJob(const NewJob& job) {
                         .Bind(2, job.study_instance_uid)
                         .Bind(3, job.plugin_id)
                         .Bind(4, job.plugin_version)
-                        .Bind(5, job.model_version)
-                        .Bind(6, job.so_sha256)
-                        .Bind(7, job.department)
-                        .Bind(8, job.mode)
+                        .Bind(5, model_version)
+                        .Bind(6, so_sha256)
+                        .Bind(7, department)
+                        .Bind(8, mode)
                         .Bind(9, series)
                         .Bind(10, job.generation)
                         .Bind(11, int64_t{job.max_attempts})
@@ -542,13 +623,13 @@ StatusOr<int64_t> JobStore::CreateJob(const NewJob& job) {
                  {"study_instance_uid", job.study_instance_uid},
                  {"plugin_id", job.plugin_id},
                  {"plugin_version", job.plugin_version},
-                 {"model_version", job.model_version},
-                 {"so_sha256", job.so_sha256},
-                 {"department", job.department},
-                 {"mode", job.mode},
+                 {"model_version", model_version},
+                 {"so_sha256", so_sha256},
+                 {"department", department},
+                 {"mode", mode},
                  {"series_uids", job.series_uids},
                  {"generation", job.generation}};
-  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "job.created", key, detail.dump()));
+  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "job.created", key, DumpJson(detail)));
   RETURN_IF_ERROR(txn.Commit());
   return id;
 }
@@ -572,31 +653,42 @@ StatusOr<std::optional<JobRecord>> JobStore::ClaimJob(std::chrono::seconds lease
     }
     id = s.Int(0);
   }
+  // "<open token>.<random>": unique per claim, and tells recovery which Open made it.
+  const std::string claim = RandomHex(16);
+  if (claim.empty()) return Internal("RAND_bytes failed to make a lease token");
+  const std::string token = impl_->open_token + "." + claim;
   const int64_t until = now + std::chrono::duration_cast<std::chrono::milliseconds>(lease).count();
   {
     ASSIGN_OR_RETURN(s, db.Prepare("UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?2, "
                                    "lease_token = ?3, lease_until = ?4, updated_at = ?5 WHERE id = ?1"));
-    RETURN_IF_ERROR(s.Bind(1, id).Bind(2, impl_->owner).Bind(3, impl_->token).Bind(4, until).Bind(5, now).Run());
+    RETURN_IF_ERROR(s.Bind(1, id).Bind(2, impl_->owner).Bind(3, token).Bind(4, until).Bind(5, now).Run());
   }
   ASSIGN_OR_RETURN(job, impl_->ReadJob(id));
   json detail = {{"job_id", id}, {"owner", impl_->owner}, {"attempt", job.attempts}, {"lease_until", IsoUtc(until)}};
-  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "job.claimed", job.job_key, detail.dump()));
+  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "job.claimed", job.job_key, DumpJson(detail)));
   RETURN_IF_ERROR(txn.Commit());
   return std::optional<JobRecord>(std::move(job));
 }
 
-Status JobStore::RenewLease(int64_t job_id, std::chrono::seconds lease) {
-  if (lease.count() <= 0) return InvalidArgument("lease must be positive");
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Db& db = *impl_->db;
-  Transaction txn(db);
+Status JobStore::Impl::RenewLease(int64_t job_id, const std::optional<std::string>& token,
+                                  std::chrono::seconds duration) {
+  if (duration.count() <= 0) return InvalidArgument("lease must be positive");
+  std::lock_guard<std::mutex> lock(mu);
+  Transaction txn(*db);
   RETURN_IF_ERROR(txn.Begin());
-  ASSIGN_OR_RETURN(job, impl_->HeldJob(job_id));
-  const int64_t now = impl_->NowMs();
-  const int64_t until = now + std::chrono::duration_cast<std::chrono::milliseconds>(lease).count();
-  ASSIGN_OR_RETURN(s, db.Prepare("UPDATE jobs SET lease_until = ?2, lease_token = ?3, updated_at = ?4 WHERE id = ?1"));
-  RETURN_IF_ERROR(s.Bind(1, job_id).Bind(2, until).Bind(3, impl_->token).Bind(4, now).Run());
+  ASSIGN_OR_RETURN(job, HeldJob(job_id, token));
+  const int64_t now = NowMs();
+  const int64_t until = now + std::chrono::duration_cast<std::chrono::milliseconds>(duration).count();
+  ASSIGN_OR_RETURN(s, db->Prepare("UPDATE jobs SET lease_until = ?2, updated_at = ?3 WHERE id = ?1"));
+  RETURN_IF_ERROR(s.Bind(1, job_id).Bind(2, until).Bind(3, now).Run());
   return txn.Commit();
+}
+
+Status JobStore::RenewLease(const JobLease& lease, std::chrono::seconds duration) {
+  return impl_->RenewLease(lease.job_id, lease.token, duration);
+}
+Status JobStore::RenewLease(int64_t job_id, std::chrono::seconds duration) {
+  return impl_->RenewLease(job_id, std::nullopt, duration);
 }
 
 StatusOr<int> JobStore::RecoverInterruptedJobs() {
@@ -637,67 +729,105 @@ StatusOr<int> JobStore::RecoverInterruptedJobs() {
     RETURN_IF_ERROR(s.Bind(1, r.id).Bind(2, std::string(dead ? "dead" : "pending")).Bind(3, error).Bind(4, now).Run());
     json detail = {{"job_id", r.id},           {"reason", *why},           {"previous_owner", r.owner},
                    {"attempts", r.attempts},   {"max_attempts", r.max_attempts}};
-    RETURN_IF_ERROR(impl_->AppendAudit(kActor, dead ? "job.dead" : "job.recovered", r.key, detail.dump()));
+    RETURN_IF_ERROR(impl_->AppendAudit(kActor, dead ? "job.dead" : "job.recovered", r.key, DumpJson(detail)));
     ++handled;
   }
   RETURN_IF_ERROR(txn.Commit());
   return handled;
 }
 
-Status JobStore::CompleteJob(int64_t job_id, const std::string& result_json, const std::string& sr_sop_instance_uid) {
+Status JobStore::Impl::CompleteJob(int64_t job_id, const std::optional<std::string>& token,
+                                   const std::string& result_json_in, const std::string& sr_sop_instance_uid,
+                                   const std::vector<OutboxItem>& deliveries) {
+  const std::string result_json = SanitizeUtf8(result_json_in);
   if (!IsJsonText(result_json)) return InvalidArgument("result_json is not JSON");
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Db& db = *impl_->db;
-  Transaction txn(db);
+  RETURN_IF_ERROR(CheckIdentifier(sr_sop_instance_uid, "SR SOP Instance UID"));
+  for (const OutboxItem& item : deliveries) {
+    if (item.idempotency_key.empty()) return InvalidArgument("delivery without idempotency_key");
+    if (item.kind.empty()) return InvalidArgument("delivery without kind");
+    RETURN_IF_ERROR(CheckIdentifier(item.idempotency_key, "delivery idempotency_key"));
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  Transaction txn(*db);
   RETURN_IF_ERROR(txn.Begin());
-  ASSIGN_OR_RETURN(job, impl_->HeldJob(job_id));
-  const int64_t now = impl_->NowMs();
+  ASSIGN_OR_RETURN(job, HeldJob(job_id, token));
+  const int64_t now = NowMs();
   {
-    ASSIGN_OR_RETURN(s, db.Prepare("INSERT INTO results(job_id, result_json, sr_sop_instance_uid, created_at) "
-                                   "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(job_id) DO UPDATE SET "
-                                   "result_json = excluded.result_json, "
-                                   "sr_sop_instance_uid = excluded.sr_sop_instance_uid, created_at = excluded.created_at"));
+    ASSIGN_OR_RETURN(s, db->Prepare("INSERT INTO results(job_id, result_json, sr_sop_instance_uid, created_at) "
+                                    "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(job_id) DO UPDATE SET "
+                                    "result_json = excluded.result_json, "
+                                    "sr_sop_instance_uid = excluded.sr_sop_instance_uid, created_at = excluded.created_at"));
     RETURN_IF_ERROR(s.Bind(1, job_id).Bind(2, result_json).Bind(3, sr_sop_instance_uid).Bind(4, now).Run());
   }
   {
-    ASSIGN_OR_RETURN(s, db.Prepare("UPDATE jobs SET state = 'succeeded', error = '', lease_until = NULL, "
-                                   "updated_at = ?2 WHERE id = ?1"));
+    ASSIGN_OR_RETURN(s, db->Prepare("UPDATE jobs SET state = 'succeeded', error = '', lease_until = NULL, "
+                                    "updated_at = ?2 WHERE id = ?1"));
     RETURN_IF_ERROR(s.Bind(1, job_id).Bind(2, now).Run());
   }
-  json detail = {{"job_id", job_id}, {"sr_sop_instance_uid", sr_sop_instance_uid}, {"attempts", job.attempts}};
-  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "job.succeeded", job.job_key, detail.dump()));
+  json detail = {{"job_id", job_id},
+                 {"sr_sop_instance_uid", sr_sop_instance_uid},
+                 {"attempts", job.attempts},
+                 {"deliveries", deliveries.size()}};
+  RETURN_IF_ERROR(AppendAudit(kActor, "job.succeeded", job.job_key, DumpJson(detail)));
+  for (const OutboxItem& item : deliveries) RETURN_IF_ERROR(EnqueueLocked(item, job_id));
   return txn.Commit();
 }
 
-Status JobStore::RepinJob(int64_t job_id, const std::string& plugin_version, const std::string& model_version,
-                          const std::string& so_sha256) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Db& db = *impl_->db;
-  Transaction txn(db);
+Status JobStore::CompleteJob(const JobLease& lease, const std::string& result_json,
+                             const std::string& sr_sop_instance_uid, const std::vector<OutboxItem>& deliveries) {
+  return impl_->CompleteJob(lease.job_id, lease.token, result_json, sr_sop_instance_uid, deliveries);
+}
+Status JobStore::CompleteJob(int64_t job_id, const std::string& result_json, const std::string& sr_sop_instance_uid) {
+  return impl_->CompleteJob(job_id, std::nullopt, result_json, sr_sop_instance_uid, {});
+}
+Status JobStore::CompleteJob(int64_t job_id, const std::string& result_json, const std::string& sr_sop_instance_uid,
+                             const std::vector<OutboxItem>& deliveries) {
+  return impl_->CompleteJob(job_id, std::nullopt, result_json, sr_sop_instance_uid, deliveries);
+}
+
+Status JobStore::Impl::RepinJob(int64_t job_id, const std::optional<std::string>& token,
+                                const std::string& plugin_version_in, const std::string& model_version_in,
+                                const std::string& so_sha256_in) {
+  const std::string plugin_version = SanitizeUtf8(plugin_version_in);
+  const std::string model_version = SanitizeUtf8(model_version_in);
+  const std::string so_sha256 = SanitizeUtf8(so_sha256_in);
+  std::lock_guard<std::mutex> lock(mu);
+  Transaction txn(*db);
   RETURN_IF_ERROR(txn.Begin());
-  ASSIGN_OR_RETURN(job, impl_->HeldJob(job_id));
+  ASSIGN_OR_RETURN(job, HeldJob(job_id, token));
   if (job.so_sha256 == so_sha256) return Status::Ok();
   {
-    ASSIGN_OR_RETURN(s, db.Prepare("UPDATE jobs SET plugin_version = ?2, model_version = ?3, so_sha256 = ?4, "
-                                   "updated_at = ?5 WHERE id = ?1"));
+    ASSIGN_OR_RETURN(s, db->Prepare("UPDATE jobs SET plugin_version = ?2, model_version = ?3, so_sha256 = ?4, "
+                                    "updated_at = ?5 WHERE id = ?1"));
     RETURN_IF_ERROR(s.Bind(1, job_id).Bind(2, plugin_version).Bind(3, model_version).Bind(4, so_sha256)
-                        .Bind(5, impl_->NowMs()).Run());
+                        .Bind(5, NowMs()).Run());
   }
   json detail = {{"job_id", job_id},
                  {"from", {{"version", job.plugin_version}, {"model_version", job.model_version},
                            {"sha256", job.so_sha256}}},
                  {"to", {{"version", plugin_version}, {"model_version", model_version}, {"sha256", so_sha256}}}};
-  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "job.repinned", job.job_key, detail.dump()));
+  RETURN_IF_ERROR(AppendAudit(kActor, "job.repinned", job.job_key, DumpJson(detail)));
   return txn.Commit();
 }
 
-Status JobStore::FailJob(int64_t job_id, const std::string& error, bool retryable) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Db& db = *impl_->db;
-  Transaction txn(db);
+Status JobStore::RepinJob(const JobLease& lease, const std::string& plugin_version, const std::string& model_version,
+                          const std::string& so_sha256) {
+  return impl_->RepinJob(lease.job_id, lease.token, plugin_version, model_version, so_sha256);
+}
+Status JobStore::RepinJob(int64_t job_id, const std::string& plugin_version, const std::string& model_version,
+                          const std::string& so_sha256) {
+  return impl_->RepinJob(job_id, std::nullopt, plugin_version, model_version, so_sha256);
+}
+
+Status JobStore::Impl::FailJob(int64_t job_id, const std::optional<std::string>& token, const std::string& error_in,
+                               bool retryable) {
+  // Plugin text: any bytes at all. Stored and audited as valid UTF-8.
+  const std::string error = SanitizeUtf8(error_in);
+  std::lock_guard<std::mutex> lock(mu);
+  Transaction txn(*db);
   RETURN_IF_ERROR(txn.Begin());
-  ASSIGN_OR_RETURN(job, impl_->HeldJob(job_id));
-  const int64_t now = impl_->NowMs();
+  ASSIGN_OR_RETURN(job, HeldJob(job_id, token));
+  const int64_t now = NowMs();
   JobState next = JobState::kFailed;
   int64_t next_attempt = now;
   if (retryable) {
@@ -710,8 +840,8 @@ Status JobStore::FailJob(int64_t job_id, const std::string& error, bool retryabl
     }
   }
   {
-    ASSIGN_OR_RETURN(s, db.Prepare("UPDATE jobs SET state = ?2, error = ?3, lease_until = NULL, "
-                                   "next_attempt_at = ?4, updated_at = ?5 WHERE id = ?1"));
+    ASSIGN_OR_RETURN(s, db->Prepare("UPDATE jobs SET state = ?2, error = ?3, lease_until = NULL, "
+                                    "next_attempt_at = ?4, updated_at = ?5 WHERE id = ?1"));
     RETURN_IF_ERROR(s.Bind(1, job_id)
                         .Bind(2, std::string(JobStateName(next)))
                         .Bind(3, error)
@@ -723,12 +853,19 @@ Status JobStore::FailJob(int64_t job_id, const std::string& error, bool retryabl
                  {"attempts", job.attempts}, {"max_attempts", job.max_attempts},
                  {"retryable", retryable},   {"state", JobStateName(next)}};
   if (next == JobState::kPending) detail["next_attempt_at"] = IsoUtc(next_attempt);
-  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "job.failed", job.job_key, detail.dump()));
+  RETURN_IF_ERROR(AppendAudit(kActor, "job.failed", job.job_key, DumpJson(detail)));
   if (next == JobState::kDead) {
     json dead = {{"job_id", job_id}, {"reason", "attempts exhausted"}, {"attempts", job.attempts}, {"error", error}};
-    RETURN_IF_ERROR(impl_->AppendAudit(kActor, "job.dead", job.job_key, dead.dump()));
+    RETURN_IF_ERROR(AppendAudit(kActor, "job.dead", job.job_key, DumpJson(dead)));
   }
   return txn.Commit();
+}
+
+Status JobStore::FailJob(const JobLease& lease, const std::string& error, bool retryable) {
+  return impl_->FailJob(lease.job_id, lease.token, error, retryable);
+}
+Status JobStore::FailJob(int64_t job_id, const std::string& error, bool retryable) {
+  return impl_->FailJob(job_id, std::nullopt, error, retryable);
 }
 
 StatusOr<JobRecord> JobStore::GetJob(int64_t job_id) const {
@@ -759,43 +896,49 @@ StatusOr<std::optional<std::string>> JobStore::GetResult(int64_t job_id) const {
   return std::optional<std::string>(s.Text(0));
 }
 
-Status JobStore::Enqueue(const OutboxItem& item) {
-  if (item.idempotency_key.empty()) return InvalidArgument("outbox item without idempotency_key");
-  if (item.kind.empty()) return InvalidArgument("outbox item without kind");
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Db& db = *impl_->db;
-  Transaction txn(db);
-  RETURN_IF_ERROR(txn.Begin());
+Status JobStore::Impl::EnqueueLocked(const OutboxItem& item, int64_t job_id_value) {
   {
-    ASSIGN_OR_RETURN(s, db.Prepare("SELECT id FROM outbox WHERE idempotency_key = ?1"));
+    ASSIGN_OR_RETURN(s, db->Prepare("SELECT id FROM outbox WHERE idempotency_key = ?1"));
     s.Bind(1, item.idempotency_key);
     ASSIGN_OR_RETURN(row, s.Step());
-    if (row) return txn.Commit();
+    if (row) return Status::Ok();
   }
-  const int64_t now = impl_->NowMs();
-  const std::optional<int64_t> job_id = item.job_id != 0 ? std::optional<int64_t>(item.job_id) : std::nullopt;
+  const int64_t now = NowMs();
+  const std::string kind = SanitizeUtf8(item.kind);
+  const std::string destination = SanitizeUtf8(item.destination);
+  const std::optional<int64_t> job_id = job_id_value != 0 ? std::optional<int64_t>(job_id_value) : std::nullopt;
   {
-    ASSIGN_OR_RETURN(s, db.Prepare("INSERT INTO outbox(job_id, kind, destination, idempotency_key, payload, state, "
-                                   "attempts, next_attempt_at, created_at, updated_at) VALUES "
-                                   "(?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?6)"));
-    s.Bind(1, job_id).Bind(2, item.kind).Bind(3, item.destination).Bind(4, item.idempotency_key);
+    ASSIGN_OR_RETURN(s, db->Prepare("INSERT INTO outbox(job_id, kind, destination, idempotency_key, payload, state, "
+                                    "attempts, next_attempt_at, created_at, updated_at) VALUES "
+                                    "(?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?6)"));
+    s.Bind(1, job_id).Bind(2, kind).Bind(3, destination).Bind(4, item.idempotency_key);
     s.BindBlob(5, item.payload).Bind(6, now);
     Status st = s.Run();
     if (!st.ok()) {
       if (st.code() == AIHUB_FAILED_PRECONDITION && job_id) {
-        return FailedPrecondition("outbox item for unknown job " + std::to_string(item.job_id) + ": " + st.message());
+        return FailedPrecondition("outbox item for unknown job " + std::to_string(job_id_value) + ": " + st.message());
       }
       return st;
     }
   }
-  const int64_t id = sqlite3_last_insert_rowid(db.handle());
+  const int64_t id = sqlite3_last_insert_rowid(db->handle());
   json detail = {{"outbox_id", id},
-                 {"job_id", item.job_id},
-                 {"kind", item.kind},
-                 {"destination", item.destination},
+                 {"job_id", job_id_value},
+                 {"kind", kind},
+                 {"destination", destination},
                  {"bytes", item.payload.size()},
                  {"payload_sha256", Sha256Hex(item.payload)}};
-  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "outbox.enqueued", item.idempotency_key, detail.dump()));
+  return AppendAudit(kActor, "outbox.enqueued", item.idempotency_key, DumpJson(detail));
+}
+
+Status JobStore::Enqueue(const OutboxItem& item) {
+  if (item.idempotency_key.empty()) return InvalidArgument("outbox item without idempotency_key");
+  if (item.kind.empty()) return InvalidArgument("outbox item without kind");
+  RETURN_IF_ERROR(CheckIdentifier(item.idempotency_key, "outbox idempotency_key"));
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Transaction txn(*impl_->db);
+  RETURN_IF_ERROR(txn.Begin());
+  RETURN_IF_ERROR(impl_->EnqueueLocked(item, item.job_id));
   return txn.Commit();
 }
 
@@ -837,11 +980,13 @@ Status JobStore::MarkDelivered(int64_t outbox_id) {
   }
   json detail = {{"outbox_id", outbox_id}, {"kind", item.kind}, {"destination", item.destination},
                  {"attempts", item.attempts + 1}};
-  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "outbox.delivered", item.idempotency_key, detail.dump()));
+  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "outbox.delivered", item.idempotency_key, DumpJson(detail)));
   return txn.Commit();
 }
 
-Status JobStore::MarkDeliveryFailed(int64_t outbox_id, const std::string& error, int max_attempts) {
+Status JobStore::MarkDeliveryFailed(int64_t outbox_id, const std::string& error_in, int max_attempts) {
+  // Error text from a PACS or adapter: any bytes. Stored and audited as valid UTF-8.
+  const std::string error = SanitizeUtf8(error_in);
   if (max_attempts < 1) return InvalidArgument("max_attempts must be at least 1");
   std::lock_guard<std::mutex> lock(impl_->mu);
   Db& db = *impl_->db;
@@ -870,10 +1015,10 @@ Status JobStore::MarkDeliveryFailed(int64_t outbox_id, const std::string& error,
   json detail = {{"outbox_id", outbox_id}, {"kind", item.kind},      {"destination", item.destination},
                  {"error", error},         {"attempts", attempts}, {"max_attempts", max_attempts}};
   if (!dead) detail["next_attempt_at"] = IsoUtc(next);
-  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "outbox.failed", item.idempotency_key, detail.dump()));
+  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "outbox.failed", item.idempotency_key, DumpJson(detail)));
   if (dead) {
     json d = {{"outbox_id", outbox_id}, {"attempts", attempts}, {"last_error", error}};
-    RETURN_IF_ERROR(impl_->AppendAudit(kActor, "outbox.dead", item.idempotency_key, d.dump()));
+    RETURN_IF_ERROR(impl_->AppendAudit(kActor, "outbox.dead", item.idempotency_key, DumpJson(d)));
   }
   return txn.Commit();
 }
@@ -881,7 +1026,8 @@ Status JobStore::MarkDeliveryFailed(int64_t outbox_id, const std::string& error,
 Status JobStore::Audit(const std::string& actor, const std::string& action, const std::string& subject,
                        const std::string& detail_json) {
   if (actor.empty() || action.empty()) return InvalidArgument("audit entry needs an actor and an action");
-  const std::string detail = detail_json.empty() ? "{}" : detail_json;
+  // Callers build details from untrusted text; bad bytes become U+FFFD rather than an error.
+  const std::string detail = detail_json.empty() ? "{}" : SanitizeUtf8(detail_json);
   if (!IsJsonText(detail)) return InvalidArgument("audit detail is not JSON");
   std::lock_guard<std::mutex> lock(impl_->mu);
   Transaction txn(*impl_->db);
@@ -911,9 +1057,17 @@ StatusOr<std::vector<AuditEntry>> JobStore::ReadAudit() const {
   return ReadAuditRows(*impl_->db);
 }
 
-StatusOr<AuditVerification> VerifyAudit(const std::filesystem::path& db_path) {
+StatusOr<AuditVerification> VerifyAudit(const std::filesystem::path& db_path,
+                                        const std::filesystem::path& audit_key_path) {
   std::error_code ec;
   if (!std::filesystem::exists(db_path, ec)) return NotFound(db_path.string() + " does not exist");
+  const std::filesystem::path key_path = audit_key_path.empty() ? DefaultAuditKeyPath(db_path) : audit_key_path;
+  auto key_or = ReadAuditKey(key_path);
+  if (!key_or.ok()) {
+    Status st = key_or.status();
+    return Status(st.code(), st.message() + "; the audit log can only be verified with the key that wrote it");
+  }
+  const std::string key = std::move(key_or).value();
   ASSIGN_OR_RETURN(db, Db::Open(db_path, SQLITE_OPEN_READONLY));
   sqlite3_busy_timeout(db->handle(), 10000);
   // One read transaction, so the rows and the head come from the same snapshot.
@@ -921,13 +1075,16 @@ StatusOr<AuditVerification> VerifyAudit(const std::filesystem::path& db_path) {
   ASSIGN_OR_RETURN(entries, ReadAuditRows(*db));
   int64_t head_seq = 0;
   std::string head_hash;
+  std::string head_mac;
   {
     ASSIGN_OR_RETURN(s, db->Prepare("SELECT (SELECT value FROM meta WHERE key = 'audit_head_seq'), "
-                                    "(SELECT value FROM meta WHERE key = 'audit_head_hash')"));
+                                    "(SELECT value FROM meta WHERE key = 'audit_head_hash'), "
+                                    "(SELECT value FROM meta WHERE key = 'audit_head_mac')"));
     ASSIGN_OR_RETURN(row, s.Step());
     if (!row || s.IsNull(0) || s.IsNull(1)) return DataLoss("audit head missing from meta");
     head_seq = s.Int(0);
     head_hash = s.Text(1);
+    head_mac = s.Text(2);
   }
   (void)db->Exec("COMMIT");
 
@@ -950,7 +1107,7 @@ StatusOr<AuditVerification> VerifyAudit(const std::filesystem::path& db_path) {
         problem(e.seq, "entry " + std::to_string(e.seq) + ": out of sequence");
       }
     }
-    if (AuditEntryHash(e) != e.hash) problem(e.seq, "entry " + std::to_string(e.seq) + ": hash mismatch (edited?)");
+    if (AuditEntryHash(e, key) != e.hash) problem(e.seq, "entry " + std::to_string(e.seq) + ": hash mismatch (edited?)");
     if (e.prev_hash != prev_hash) {
       problem(e.seq, "entry " + std::to_string(e.seq) + ": prev_hash does not match the previous entry's hash");
     }
@@ -966,6 +1123,11 @@ StatusOr<AuditVerification> VerifyAudit(const std::filesystem::path& db_path) {
     }
     problem(std::max(head_seq, last_seq), "head mismatch: meta records entry " + std::to_string(head_seq) +
                                               " but the log ends at entry " + std::to_string(last_seq));
+  }
+  // The head names no entry that can be blamed: a rewound head hides deleted entries after it.
+  if (AuditHeadMac(head_seq, head_hash, key) != head_mac) {
+    v.problems.push_back("head MAC mismatch: the head in meta (entry " + std::to_string(head_seq) +
+                         ") was not written by the key holder (tail deleted and head rewound?)");
   }
   v.ok = v.problems.empty();
   v.bad_entries.assign(bad.begin(), bad.end());

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "store/utf8.h"
+
 namespace aihub::store {
 
 Status SqliteStatus(int rc, sqlite3* db, std::string_view what) {
@@ -53,6 +55,13 @@ Stmt& Stmt::Bind(int index, int64_t value) {
 }
 
 Stmt& Stmt::Bind(int index, const std::string& value) {
+  // Backstop: a TEXT value is valid UTF-8 whatever the caller passed (callers sanitize or refuse earlier, so
+  // that what they hash or compare is what gets stored).
+  if (!IsValidUtf8(value)) {
+    const std::string clean = SanitizeUtf8(value);
+    NoteBind(sqlite3_bind_text64(stmt_, index, clean.data(), clean.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+    return *this;
+  }
   NoteBind(sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
   return *this;
 }

@@ -39,7 +39,8 @@ double Number(const std::string& json, const std::string& key, double fallback, 
 
 }  // namespace
 
-std::string ParseModelMetadata(const std::string& json, ModelSpec& spec) {
+std::string ParseModelMetadata(const std::string& json, ModelSpec& out) {
+  ModelSpec spec = out;  // `out` changes only when every value is valid
   spec.grid = static_cast<uint32_t>(Number(json, "grid", spec.grid, 16, 1024));
   if (spec.grid % 4 != 0) throw std::invalid_argument("model metadata: grid must be a multiple of 4");
   spec.window_hu = Number(json, "window_hu", spec.window_hu, 1, 4000);
@@ -47,6 +48,7 @@ std::string ParseModelMetadata(const std::string& json, ModelSpec& spec) {
   spec.top_k = static_cast<uint32_t>(Number(json, "top_k", spec.top_k, 1, 100000));
   spec.voxel_threshold = Number(json, "voxel_threshold", spec.voxel_threshold, 0, 1);
   spec.threshold = Number(json, "threshold", spec.threshold, 0, 1);
+  out = spec;
   return JsonValue(json, "model_version");
 }
 

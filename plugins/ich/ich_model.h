@@ -26,7 +26,8 @@ struct ModelSpec {
 };
 
 // Parses the model file's "aihub_model.json" (flat JSON written by train.py) into `spec`, keeping defaults for
-// absent keys; returns the model_version string ("" when absent). Throws std::invalid_argument on bad values.
+// absent keys; returns the model_version string ("" when absent). Throws std::invalid_argument on bad values
+// and then leaves `spec` unchanged.
 std::string ParseModelMetadata(const std::string& json, ModelSpec& spec);
 
 // Pooling factor mapping rows x columns onto the grid, or 0 when the size cannot be mapped.

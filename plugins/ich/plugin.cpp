@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -180,10 +181,15 @@ class IchPlugin {
     GridGeometry grid;
     std::vector<float> input = ReadInput(job, series, grid);
     torch::set_num_threads(threads_);  // another torch plugin in this process may have changed it
+    const auto start = std::chrono::steady_clock::now();
     const std::vector<float> prob = Infer(input, grid.slices);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (job.cancelled()) throw aihub::Error(AIHUB_CANCELLED, "cancelled");
+    job.progress(0.9);
     const Analysis a = aihub::ich::Analyze(prob, input, grid, spec_);
     Report(job, series, grid, a);
+    job.log(AIHUB_LOG_INFO, "ich: inference " + Format(seconds, "%.3f") + " s on " + device_.str() + " for " +
+                                std::to_string(grid.slices) + " slices");
     job.progress(1.0);
   }
 

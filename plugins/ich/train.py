@@ -30,7 +30,7 @@ TRAIN_SEEDS = range(1000, 1096)
 VALIDATION_SEEDS = range(2000, 2036)
 TOP_K = 16               # presence score: mean of the 16 highest voxel probabilities
 VOXEL_THRESHOLD = 0.5    # a model-grid voxel counts as blood (volume, region, laterality) at p >= 0.5
-STEPS = 420
+STEPS = 600
 LR = 2e-3
 BATCH = 6
 PATCH = (16, 64, 64)

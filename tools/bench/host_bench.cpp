@@ -8,9 +8,11 @@
 //       (b) host overhead: wall time of the whole analyze path (scan, route, job store, claim, execute, compose
 //           SR/FHIR/ORU, store, deliver files) divided by the plugin's own execute time; the fixed-work plugin
 //           spends a fixed CPU time.
-//   aihub-bench-host reload   --plugins DIR [--swaps 20] [--work-ms 5]
-//       (c) hot reload while jobs stream through on 2 threads: time from the rename of a new version into
-//           plugin_dir to the registry serving it (inotify watcher), and jobs lost (started - completed).
+//   aihub-bench-host reload   --plugins DIR [--swaps 20] [--work-ms 5] [--studies 400]
+//       (c) hot reload while studies stream through the job runner and the job store on 2 workers: time from
+//           the rename of a new version into plugin_dir to the registry serving it (inotify watcher), and jobs
+//           lost, counted in the store (routed studies without a succeeded job), plus results whose version
+//           differs from the version their job was routed to.
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/oflog/oflog.h>
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "compose/result_json.h"
 #include "config/site_config.h"
 #include "core/analyze.h"
 #include "core/folder_sink.h"
@@ -176,7 +179,7 @@ int Overhead(const std::map<std::string, std::string>& o) {
     auto scanned = aihub::dicom::ScanDirectory(input);
     if (!scanned.ok()) return 2;
     auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies.at(0)));
-    (*host)->catalog().Add(study, input.string());
+    (*host)->catalog().Add(study);
     if (!(*host)->runner().Submit(*study, {}, input.string()).ok()) return 2;
     auto outcome = (*host)->runner().RunNext();
     if (!outcome.ok() || !outcome->has_value() || !(**outcome).status.ok()) return 2;
@@ -198,39 +201,47 @@ int Overhead(const std::map<std::string, std::string>& o) {
 }
 
 int Reload(const std::map<std::string, std::string>& o) {
-  const int swaps = Int(o, "swaps", 20), work_ms = Int(o, "work-ms", 5);
+  const int swaps = Int(o, "swaps", 20), work_ms = Int(o, "work-ms", 5), studies = Int(o, "studies", 400);
   const fs::path test_plugins = o.at("plugins");
   const fs::path root = TempDir("reload");
   const fs::path plugin_dir = PluginDirWith(root, test_plugins, "fixed_work_v1");
-  const std::string config_json = "{\"work_ms\": " + std::to_string(work_ms) + "}";
-  aihub::plugins::PluginRegistry registry(plugin_dir, root / "cache",
-                                          [&](const std::string&) { return config_json; });
-  registry.Rescan();
-  registry.StartWatching(std::chrono::milliseconds(60000));  // inotify does the work; the poll is a fallback
+  aihub::config::SiteConfig config = BenchConfig(root, plugin_dir, work_ms);
+  config.host.workers = 2;
+  // Results are stored but delivered nowhere: this measures routing, jobs and reload, not file writes.
+  auto host = aihub::core::Host::Open(config, nullptr);
+  if (!host.ok()) return 2;
+  aihub::core::Host& h = **host;
+  h.registry().StartWatching(std::chrono::milliseconds(60000));  // inotify does the work; the poll is a fallback
 
-  // A tag-only study is enough: fixed-work reads no pixels.
-  aihub::dicom::Study study;
-  study.study_instance_uid = "1.2.3";
-  aihub::dicom::Series series;
-  series.series_instance_uid = "1.2.3.1";
-  study.series.push_back(series);
-
-  std::atomic<bool> stop{false};
-  std::atomic<long> started{0}, completed{0}, failed{0};
+  // Studies stream in (tag-only: fixed-work reads no pixels) while two workers run jobs and versions swap.
+  std::atomic<bool> fed{false};
+  std::thread feeder([&] {
+    for (int i = 0; i < studies; ++i) {
+      auto study = std::make_shared<aihub::dicom::Study>();
+      study->study_instance_uid = "1.2.826.0.1.3680043.10.99." + std::to_string(i + 1);
+      study->tags[0x0020000D] = study->study_instance_uid;
+      study->tags[0x00080060] = "CT";
+      aihub::dicom::Series series;
+      series.series_instance_uid = study->study_instance_uid + ".1";
+      series.tags = study->tags;
+      study->series.push_back(series);
+      h.catalog().Add(study);
+      if (!h.runner().Submit(*study, {}, "").ok()) std::fprintf(stderr, "submit %d failed\n", i);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    fed = true;
+  });
+  std::atomic<long> ran{0};
   auto worker = [&] {
-    while (!stop) {
-      aihub::plugins::LoadedPluginPtr p = registry.Get("fixed-work");
-      if (!p) continue;
-      ++started;
-      aihub::plugins::JobInput in;
-      in.study = &study;
-      in.series.push_back(&study.series[0]);
-      aihub::plugins::JobOutput out;
-      std::atomic<bool> cancel{false};
-      if (p->Execute(in, &out, &cancel).ok() && out.findings.size() == 1) {
-        ++completed;
+    for (;;) {
+      auto next = h.runner().RunNext();
+      if (!next.ok()) return;
+      if (next->has_value()) {
+        ++ran;
+      } else if (fed) {
+        return;
       } else {
-        ++failed;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
     }
   };
@@ -243,7 +254,7 @@ int Reload(const std::map<std::string, std::string>& o) {
     fs::copy_file(src, tmp, fs::copy_options::overwrite_existing);
     const auto t0 = Clock::now();
     fs::rename(tmp, plugin_dir / "fixed_work.so");
-    while (registry.Get("fixed-work")->info().version != version) {
+    while (h.registry().Get("fixed-work")->info().version != version) {
       if (Seconds(t0) > 30) {
         std::fprintf(stderr, "swap %d never happened\n", i);
         return 2;
@@ -251,19 +262,42 @@ int Reload(const std::map<std::string, std::string>& o) {
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
     latency_ms.push_back(1000 * Seconds(t0));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
   }
-  stop = true;
+  feeder.join();
   a.join();
   b.join();
-  registry.StopWatching();
-  std::printf("hot reload: %d swaps while 2 threads stream jobs (%d ms each)\n", swaps, work_ms);
+  h.registry().StopWatching();
+
+  // Count in the store: every routed study must have one succeeded job, run on the version it was routed to.
+  auto jobs = h.store().ListJobs();
+  if (!jobs.ok()) return 2;
+  long succeeded = 0, other = 0, version_mismatch = 0;
+  std::map<std::string, long> by_version;
+  for (const auto& j : *jobs) {
+    if (j.state != aihub::store::JobState::kSucceeded) {
+      ++other;
+      continue;
+    }
+    ++succeeded;
+    ++by_version[j.plugin_version];
+    auto stored = h.store().GetResult(j.id);
+    auto result = stored.ok() && stored->has_value()
+                      ? aihub::compose::ResultFromJson(nlohmann::json::parse(**stored, nullptr, false))
+                      : aihub::StatusOr<aihub::Result>(aihub::Internal("no result"));
+    if (!result.ok() || result->algorithm.version != j.plugin_version) ++version_mismatch;
+  }
+  std::printf("hot reload: %d swaps while %d studies stream through 2 workers (fixed-work, %d ms per job)\n", swaps,
+              studies, work_ms);
   std::printf("  rename -> new version serving: median %.2f ms, p95 %.2f ms\n", Median(latency_ms),
               Percentile(latency_ms, 0.95));
-  std::printf("  jobs started %ld, completed %ld, failed %ld, lost %ld\n", started.load(), completed.load(),
-              failed.load(), started.load() - completed.load() - failed.load());
+  std::printf("  jobs: %zu routed, %ld succeeded, %ld not succeeded, lost %ld (routed studies without a job: %ld)\n",
+              jobs->size(), succeeded, other, studies - succeeded, studies - static_cast<long>(jobs->size()));
+  std::printf("  by version:");
+  for (const auto& [v, n] : by_version) std::printf(" %s=%ld", v.c_str(), n);
+  std::printf("; result version != routed version: %ld\n", version_mismatch);
   fs::remove_all(root);
-  return (started == completed) ? 0 : 1;
+  return (succeeded == studies && version_mismatch == 0) ? 0 : 1;
 }
 
 }  // namespace

@@ -1,23 +1,49 @@
-// aihub-phantom: writes synthetic DICOM studies with ground truth, for demos and tests.
+// aihub-phantom: writes synthetic DICOM studies with ground truth, for demos, tests and model training.
 //
 //   aihub-phantom head-ct --out DIR --seed N [--hemorrhage none|intraparenchymal|subdural|subarachnoid]
 //                 [--side left|right] [--slices 40] [--size 512] [--department EMERGENCY] [--calling-ae CT_ER1]
-//                 [--institution NAME]
+//                 [--institution NAME] [--mask-out FILE]
+//   aihub-phantom ctpa --out DIR --seed N [--embolus none|present] [--side left|right|bilateral] [--branch NAME]
+//                 [--slices 200] [--size 512] [--department ...] [--calling-ae ...] [--institution ...]
+//                 [--mask-out FILE]
+//   aihub-phantom chest-xray --out DIR --seed N [--pneumothorax none|present] [--side left|right]
+//                 [--size-percent X] [--rows 2500] [--columns 2048] [--department ...] [--calling-ae ...]
+//                 [--institution ...] [--mask-out FILE]
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <string_view>
 
+#include "phantom/chest_xray.h"
+#include "phantom/ctpa.h"
 #include "phantom/head_ct.h"
+#include "phantom/label_mask.h"
 
 namespace {
+
+using aihub::Status;
+using namespace aihub::phantom;
 
 constexpr const char* kUsage =
     "usage: aihub-phantom head-ct --out DIR --seed N [--hemorrhage none|intraparenchymal|subdural|subarachnoid]\n"
     "                     [--side left|right] [--slices 40] [--size 512] [--department EMERGENCY]\n"
-    "                     [--calling-ae CT_ER1] [--institution NAME]\n"
-    "Writes one CT slice per file into DIR/<folder>/ and the ground truth into DIR/<folder>/truth.json.\n";
+    "                     [--calling-ae CT_ER1] [--institution NAME] [--mask-out FILE]\n"
+    "       aihub-phantom ctpa --out DIR --seed N [--embolus none|present] [--side left|right|bilateral]\n"
+    "                     [--branch main|right|left|right_upper_lobar|right_middle_lobar|right_lower_lobar|\n"
+    "                               left_upper_lobar|left_lower_lobar]\n"
+    "                     [--slices 200] [--size 512] [--department EMERGENCY] [--calling-ae CT_ER1]\n"
+    "                     [--institution NAME] [--mask-out FILE]\n"
+    "       aihub-phantom chest-xray --out DIR --seed N [--pneumothorax none|present] [--side left|right]\n"
+    "                     [--size-percent 1..50] [--rows 2500] [--columns 2048] [--department EMERGENCY]\n"
+    "                     [--calling-ae DX_ER1] [--institution NAME] [--mask-out FILE]\n"
+    "Writes the study into DIR/<folder>/ (one file per CT slice, one DX image) and the ground truth into\n"
+    "DIR/<folder>/truth.json. --mask-out FILE writes the label mask as raw uint8, shape slices x rows x columns in\n"
+    "C order (numpy.fromfile(FILE, numpy.uint8).reshape(slices, rows, columns); slice k is instance k+1), and its\n"
+    "layout and label values to FILE.json. Labels: head-ct 1 blood; ctpa 1 embolus, 2 contrast-filled pulmonary\n"
+    "artery lumen; chest-xray 1 pneumothorax, 2 visceral pleural line.\n";
 
 bool ParseUnsigned(const std::string& text, uint64_t max, uint64_t& out) {
   if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 20) return false;
@@ -28,73 +54,246 @@ bool ParseUnsigned(const std::string& text, uint64_t max, uint64_t& out) {
   return true;
 }
 
+bool ParseDouble(const std::string& text, double& out) {
+  if (text.empty() || text.find_first_not_of("0123456789.") != std::string::npos) return false;
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(text.c_str(), &end);
+  if (errno != 0 || end != text.c_str() + text.size() || !std::isfinite(v)) return false;
+  out = v;
+  return true;
+}
+
 int Fail(const std::string& message) {
   std::fprintf(stderr, "aihub-phantom: %s\n%s", message.c_str(), kUsage);
   return 2;
 }
 
-}  // namespace
+int Error(const Status& status) {
+  std::fprintf(stderr, "aihub-phantom: %s\n", status.ToString().c_str());
+  return 1;
+}
 
-int main(int argc, char** argv) {
-  using namespace aihub::phantom;
-  if (argc < 2) return Fail("missing command");
-  const std::string command = argv[1];
-  if (command == "--help" || command == "-h") {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  if (command != "head-ct") return Fail("unknown command '" + command + "'");
-
-  HeadCtOptions options;
+// Flags every command shares; the rest go to `specific`, which returns "" when it took the flag, "unknown" when
+// the flag is not its own, or an error message.
+struct CommonFlags {
   std::string out_dir;
+  std::string mask_out;
   bool have_seed = false;
+  uint64_t seed = 0;
+  std::string department, calling_ae, institution;
+  bool have_department = false, have_calling_ae = false, have_institution = false;
+};
+
+int ParseFlags(int argc, char** argv, CommonFlags& common,
+               const std::function<std::string(const std::string&, const std::string&)>& specific) {
   for (int i = 2; i < argc; ++i) {
     const std::string flag = argv[i];
     if (i + 1 >= argc) return Fail("missing value for " + flag);
     const std::string value = argv[++i];
     uint64_t number = 0;
     if (flag == "--out") {
-      out_dir = value;
+      common.out_dir = value;
     } else if (flag == "--seed") {
       if (!ParseUnsigned(value, UINT64_MAX, number)) return Fail("--seed needs an unsigned integer");
-      options.seed = number;
-      have_seed = true;
-    } else if (flag == "--hemorrhage") {
+      common.seed = number;
+      common.have_seed = true;
+    } else if (flag == "--mask-out") {
+      if (value.empty()) return Fail("--mask-out needs a file name");
+      common.mask_out = value;
+    } else if (flag == "--department") {
+      common.department = value;
+      common.have_department = true;
+    } else if (flag == "--calling-ae") {
+      common.calling_ae = value;
+      common.have_calling_ae = true;
+    } else if (flag == "--institution") {
+      common.institution = value;
+      common.have_institution = true;
+    } else {
+      const std::string error = specific(flag, value);
+      if (error == "unknown") return Fail("unknown option " + flag);
+      if (!error.empty()) return Fail(error);
+    }
+  }
+  if (common.out_dir.empty()) return Fail("--out is required");
+  if (!common.have_seed) return Fail("--seed is required");
+  return 0;
+}
+
+template <typename Options>
+void ApplyCommon(const CommonFlags& common, Options& options) {
+  options.seed = common.seed;
+  if (common.have_department) options.department = common.department;
+  if (common.have_calling_ae) options.calling_ae = common.calling_ae;
+  if (common.have_institution) options.institution = common.institution;
+}
+
+std::string PresentOrNone(const std::string& value, bool& out) {
+  if (value == "present") {
+    out = true;
+  } else if (value == "none") {
+    out = false;
+  } else {
+    return "unknown value '" + value + "' (none, present)";
+  }
+  return "";
+}
+
+int RunHeadCt(int argc, char** argv) {
+  HeadCtOptions options;
+  CommonFlags common;
+  const int rc = ParseFlags(argc, argv, common, [&](const std::string& flag, const std::string& value) -> std::string {
+    uint64_t number = 0;
+    if (flag == "--hemorrhage") {
       auto type = ParseHemorrhageType(value);
-      if (!type.ok()) return Fail(type.status().message());
+      if (!type.ok()) return type.status().message();
       options.hemorrhage = *type;
     } else if (flag == "--side") {
       auto side = ParseSide(value);
-      if (!side.ok()) return Fail(side.status().message());
+      if (!side.ok()) return side.status().message();
       options.side = *side;
     } else if (flag == "--slices") {
-      if (!ParseUnsigned(value, 400, number)) return Fail("--slices needs an integer in 1..400");
+      if (!ParseUnsigned(value, 400, number)) return "--slices needs an integer in 1..400";
       options.slices = static_cast<uint32_t>(number);
     } else if (flag == "--size") {
-      if (!ParseUnsigned(value, 1024, number)) return Fail("--size needs an integer in 64..1024");
+      if (!ParseUnsigned(value, 1024, number)) return "--size needs an integer in 64..1024";
       options.size = static_cast<uint32_t>(number);
-    } else if (flag == "--department") {
-      options.department = value;
-    } else if (flag == "--calling-ae") {
-      options.calling_ae = value;
-    } else if (flag == "--institution") {
-      options.institution = value;
     } else {
-      return Fail("unknown option " + flag);
+      return "unknown";
     }
-  }
-  if (out_dir.empty()) return Fail("--out is required");
-  if (!have_seed) return Fail("--seed is required");
+    return "";
+  });
+  if (rc != 0) return rc;
+  ApplyCommon(common, options);
 
-  const aihub::StatusOr<HeadCtTruth> truth = WriteHeadCt(options, out_dir);
-  if (!truth.ok()) {
-    std::fprintf(stderr, "aihub-phantom: %s\n", truth.status().ToString().c_str());
-    return 1;
+  const aihub::StatusOr<HeadCtTruth> truth = WriteHeadCt(options, common.out_dir);
+  if (!truth.ok()) return Error(truth.status());
+  if (!common.mask_out.empty()) {
+    // WriteHeadCt keeps its study to itself; generating again is deterministic and gives the same mask.
+    const aihub::StatusOr<HeadCtStudy> study = GenerateHeadCt(options);
+    if (!study.ok()) return Error(study.status());
+    LabelMaskLayout layout;
+    layout.slices = study->volume.slices;
+    layout.rows = study->volume.rows;
+    layout.columns = study->volume.columns;
+    layout.labels = {{1, "blood"}};
+    if (Status s = WriteLabelMask(common.mask_out, study->blood_mask, layout); !s.ok()) return Error(s);
   }
   const HemorrhageTruth& h = truth->hemorrhage;
-  std::printf("%s/%s: %zu slices, hemorrhage %s", out_dir.c_str(), truth->folder.c_str(), truth->files.size(),
+  std::printf("%s/%s: %zu slices, hemorrhage %s", common.out_dir.c_str(), truth->folder.c_str(), truth->files.size(),
               std::string(HemorrhageTypeName(h.type)).c_str());
   if (h.present) std::printf(" (%s, %.1f mL)", std::string(SideName(h.side)).c_str(), h.volume_ml);
   std::printf("\n");
   return 0;
+}
+
+int RunCtpa(int argc, char** argv) {
+  CtpaOptions options;
+  CommonFlags common;
+  const int rc = ParseFlags(argc, argv, common, [&](const std::string& flag, const std::string& value) -> std::string {
+    uint64_t number = 0;
+    if (flag == "--embolus") {
+      return PresentOrNone(value, options.embolus);
+    } else if (flag == "--side") {
+      auto side = ParseEmbolusSide(value);
+      if (!side.ok()) return side.status().message();
+      options.side = *side;
+    } else if (flag == "--branch") {
+      auto branch = ParsePulmonaryBranch(value);
+      if (!branch.ok()) return branch.status().message();
+      options.branch = *branch;
+    } else if (flag == "--slices") {
+      if (!ParseUnsigned(value, 400, number) || number < 16) return "--slices needs an integer in 16..400";
+      options.slices = static_cast<uint32_t>(number);
+    } else if (flag == "--size") {
+      if (!ParseUnsigned(value, 1024, number) || number < 64) return "--size needs an integer in 64..1024";
+      options.size = static_cast<uint32_t>(number);
+    } else {
+      return "unknown";
+    }
+    return "";
+  });
+  if (rc != 0) return rc;
+  ApplyCommon(common, options);
+
+  const aihub::StatusOr<CtpaStudy> study = GenerateCtpa(options);
+  if (!study.ok()) return Error(study.status());
+  const aihub::StatusOr<CtpaTruth> truth = WriteCtpaStudy(*study, common.out_dir);
+  if (!truth.ok()) return Error(truth.status());
+  if (!common.mask_out.empty()) {
+    if (Status s = WriteLabelMask(common.mask_out, study->label_mask, CtpaLabelMaskLayout(*study)); !s.ok()) {
+      return Error(s);
+    }
+  }
+  const EmbolusTruth& e = truth->embolus;
+  std::printf("%s/%s: %zu slices, embolus %s", common.out_dir.c_str(), truth->folder.c_str(), truth->files.size(),
+              e.present ? "present" : "none");
+  if (e.present) {
+    std::printf(" (%s, %s, %.2f mL)", std::string(PulmonaryBranchName(e.branch)).c_str(),
+                std::string(EmbolusSideName(e.side)).c_str(), e.volume_ml);
+  }
+  std::printf("\n");
+  return 0;
+}
+
+int RunChestXray(int argc, char** argv) {
+  ChestXrayOptions options;
+  CommonFlags common;
+  const int rc = ParseFlags(argc, argv, common, [&](const std::string& flag, const std::string& value) -> std::string {
+    uint64_t number = 0;
+    double real = 0;
+    if (flag == "--pneumothorax") {
+      return PresentOrNone(value, options.pneumothorax);
+    } else if (flag == "--side") {
+      auto side = ParseSide(value);
+      if (!side.ok()) return side.status().message();
+      options.side = *side;
+    } else if (flag == "--size-percent") {
+      if (!ParseDouble(value, real) || real < 1 || real > 50) return "--size-percent needs a number in 1..50";
+      options.size_percent = real;
+    } else if (flag == "--rows") {
+      if (!ParseUnsigned(value, 4096, number) || number < 256) return "--rows needs an integer in 256..4096";
+      options.rows = static_cast<uint32_t>(number);
+    } else if (flag == "--columns") {
+      if (!ParseUnsigned(value, 4096, number) || number < 256) return "--columns needs an integer in 256..4096";
+      options.columns = static_cast<uint32_t>(number);
+    } else {
+      return "unknown";
+    }
+    return "";
+  });
+  if (rc != 0) return rc;
+  ApplyCommon(common, options);
+
+  const aihub::StatusOr<ChestXrayStudy> study = GenerateChestXray(options);
+  if (!study.ok()) return Error(study.status());
+  const aihub::StatusOr<ChestXrayTruth> truth = WriteChestXrayStudy(*study, common.out_dir);
+  if (!truth.ok()) return Error(truth.status());
+  if (!common.mask_out.empty()) {
+    if (Status s = WriteLabelMask(common.mask_out, study->label_mask, ChestXrayLabelMaskLayout(*study)); !s.ok()) {
+      return Error(s);
+    }
+  }
+  const PneumothoraxTruth& p = truth->pneumothorax;
+  std::printf("%s/%s: %ux%u, pneumothorax %s", common.out_dir.c_str(), truth->folder.c_str(), truth->rows,
+              truth->columns, p.present ? "present" : "none");
+  if (p.present) std::printf(" (%s, %.1f%%)", std::string(SideName(p.side)).c_str(), p.size_percent);
+  std::printf("\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return Fail("missing command");
+  const std::string command = argv[1];
+  if (command == "--help" || command == "-h") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (command == "head-ct") return RunHeadCt(argc, argv);
+  if (command == "ctpa") return RunCtpa(argc, argv);
+  if (command == "chest-xray") return RunChestXray(argc, argv);
+  return Fail("unknown command '" + command + "'");
 }

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "compose/format.h"
 #include "compose/ids.h"
 #include "test_result.h"
 
@@ -34,7 +35,10 @@ TEST_CASE("FHIR bundle: one Observation per finding, sharing identifiers with th
   CHECK(ich["code"]["coding"][0]["code"] == "50960005");
   CHECK(ich["valueCodeableConcept"]["coding"][0]["system"] == "http://snomed.info/sct");
   CHECK(ich["valueCodeableConcept"]["coding"][0]["code"] == "52101004");
+  CHECK(ich["interpretation"][0]["coding"][0]["system"] ==
+        "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation");
   CHECK(ich["interpretation"][0]["coding"][0]["code"] == "AA");
+  CHECK(ich["interpretation"][0]["coding"][0]["display"] == "Critical abnormal");
   CHECK(ich["subject"]["identifier"]["value"] == "MRN12345");
   CHECK(ich["effectiveDateTime"] == "2026-11-28");
   CHECK(ich["issued"] == "2026-11-28T01:02:03Z");
@@ -68,7 +72,9 @@ TEST_CASE("FHIR bundle: one Observation per finding, sharing identifiers with th
   const json& midline = b["entry"][1]["resource"];
   CHECK(midline["code"]["coding"][0]["system"] == "http://www.radlex.org");
   CHECK(midline["valueCodeableConcept"]["coding"][0]["code"] == "2667000");
-  CHECK(midline["interpretation"][0]["coding"][0]["code"] == "N");
+  // Absent is NEG (negative), never N (normal): an absent finding says nothing about the rest of the study.
+  CHECK(midline["interpretation"][0]["coding"][0]["code"] == "NEG");
+  CHECK(midline["interpretation"][0]["coding"][0]["display"] == "Negative");
   CHECK(midline["identifier"][0]["value"] == r.sr_sop_instance_uid + ".2");
 
   const json& report = b["entry"][2]["resource"];
@@ -76,6 +82,41 @@ TEST_CASE("FHIR bundle: one Observation per finding, sharing identifiers with th
   CHECK(report["conclusion"] == r.summary);
   REQUIRE(report["result"].size() == 2);
   CHECK(report["result"][0]["reference"] == b["entry"][0]["fullUrl"]);
+}
+
+TEST_CASE("FHIR interpretation: POS for present, NEG for absent, AA only when critical, IND") {
+  Result r = testing::MakeHeadCtResult();
+  auto interpretation = [&](Presence p, Urgency u) {
+    r.findings[0].presence = p;
+    r.findings[0].urgency = u;
+    json b = json::parse(EncodeFhirBundle(r));
+    REQUIRE(b["entry"][0]["resource"]["interpretation"].size() == 1);
+    return b["entry"][0]["resource"]["interpretation"][0]["coding"][0]["code"].get<std::string>();
+  };
+  CHECK(interpretation(Presence::kPresent, Urgency::kCritical) == "AA");
+  CHECK(interpretation(Presence::kPresent, Urgency::kUrgent) == "POS");
+  CHECK(interpretation(Presence::kPresent, Urgency::kRoutine) == "POS");
+  CHECK(interpretation(Presence::kAbsent, Urgency::kRoutine) == "NEG");
+  CHECK(interpretation(Presence::kAbsent, Urgency::kCritical) == "NEG");
+  CHECK(interpretation(Presence::kIndeterminate, Urgency::kCritical) == "IND");
+}
+
+TEST_CASE("FHIR: invalid UTF-8 becomes U+FFFD everywhere, as in the SR and HL7") {
+  Result r = testing::MakeHeadCtResult();
+  const std::string fffd = "\xEF\xBF\xBD";
+  r.findings[0].text = "bad \xff\xfe end";
+  r.summary = "M\xfcller";
+  r.study.issuer_of_patient_id = "H\xffP";
+  r.findings[1].concept.meaning = "shift \xe2\x82";
+  std::string text = EncodeFhirBundle(r);
+  CHECK(ReplaceInvalidUtf8(text) == text);
+  json b = json::parse(text);
+  const json& obs = b["entry"][0]["resource"];
+  CHECK(obs["note"][0]["text"] == "bad " + fffd + fffd + " end");
+  // The issuer is made valid before it is percent-encoded, so the URI decodes to UTF-8 too (not "%FF").
+  CHECK(obs["subject"]["identifier"]["system"] == "urn:aihub:patient-id-issuer:H%EF%BF%BDP");
+  CHECK(b["entry"][1]["resource"]["code"]["text"] == "shift " + fffd);
+  CHECK(b["entry"][2]["resource"]["conclusion"] == "M" + fffd + "ller");
 }
 
 TEST_CASE("FHIR: silent mode is preliminary, output is deterministic, bad UTF-8 does not throw") {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "compose/format.h"
 #include "compose/ids.h"
 #include "test_result.h"
 #include "test_util.h"
@@ -19,7 +20,8 @@ using nlohmann::json;
 // python3-hl7 (Debian package, hence /usr/bin/python3) parses the message; fields come back unescaped as JSON.
 constexpr const char* kParser = R"PY(
 import hl7, json, sys
-m = hl7.parse(open(sys.argv[1], newline='').read())
+raw = open(sys.argv[1], newline='', encoding='utf-8', errors='strict').read()  # MSH-18 says UTF-8
+m = hl7.parse(raw)
 def f(seg, i):
     try:
         return m.unescape(str(seg[i]))
@@ -33,6 +35,8 @@ out['OBX'] = [[f(s, i) for i in range(len(s))] for s in m.segments('OBX')]
 out['NTE'] = [[f(s, i) for i in range(len(s))] for s in m.segments('NTE')]
 # Components of the raw (still escaped) fields, to check that '^' in text did not split anything.
 out['PID5'] = [m.unescape(str(c)) for c in m.segment('PID')[5][0]] if len(m.segment('PID')) > 5 else []
+# Segments as sent: each must end with <CR>, the last one too.
+out['raw_segments'] = raw.split('\r')
 print(json.dumps(out))
 )PY";
 
@@ -59,13 +63,21 @@ TEST_CASE("ORU^R01 parses with python3-hl7 and carries codes, units and ids") {
   std::vector<std::string> expected = {"MSH", "PID", "OBR", "NTE", "OBX", "NTE", "OBX", "OBX", "OBX",
                                        "OBX", "OBX", "OBX", "OBX", "OBX", "OBX"};
   CHECK(m["segments"].get<std::vector<std::string>>() == expected);
-  CHECK(std::count(message.begin(), message.end(), '\r') == static_cast<long>(expected.size() - 1));
+  // Every segment ends with <CR>, the last one too: splitting at CR leaves one empty tail and nothing else.
+  CHECK(std::count(message.begin(), message.end(), '\r') == static_cast<long>(expected.size()));
+  REQUIRE(!message.empty());
+  CHECK(message.back() == '\r');
+  REQUIRE(m["raw_segments"].size() == expected.size() + 1);
+  CHECK(m["raw_segments"].back() == "");
+  for (size_t i = 0; i < expected.size(); ++i) {
+    CHECK(m["raw_segments"][i].get<std::string>().rfind(expected[i] + "|", 0) == 0);
+  }
 
   const json& msh = m["MSH"];
   CHECK(msh[3] == "AIHUB");
   CHECK(msh[5] == "RIS");
   CHECK(msh[6] == "HOSPITAL");
-  CHECK(msh[7] == "20261128010203");
+  CHECK(msh[7] == "20261128010203+0000");  // completed_at is UTC; without an offset HL7 means local time
   CHECK(msh[9] == "ORU^R01^ORU_R01");
   CHECK(msh[10].get<std::string>().size() == 20);
   CHECK(msh[11] == "P");
@@ -81,7 +93,8 @@ TEST_CASE("ORU^R01 parses with python3-hl7 and carries codes, units and ids") {
   CHECK(obr[2] == "ACC20261128");
   CHECK(obr[3] == r.sr_sop_instance_uid + "^AIHUB");
   CHECK(obr[4] == "ich^ICH Detector^99AIHUB");
-  CHECK(obr[7] == "20261128005500");
+  CHECK(obr[7] == "20261128005500");  // DICOM study time has no zone, so none is claimed
+  CHECK(obr[22] == "20261128010203+0000");
   CHECK(obr[25] == "F");
   CHECK(m["NTE"][0][3] == r.summary);
 
@@ -94,6 +107,8 @@ TEST_CASE("ORU^R01 parses with python3-hl7 and carries codes, units and ids") {
   CHECK(obx[0][8] == "AA");
   CHECK(obx[0][9] == "0.93");
   CHECK(obx[0][11] == "F");
+  CHECK(obx[0][14] == "20261128010203+0000");
+  CHECK(obx[3][14] == "20261128010203+0000");
   CHECK(obx[0][18] == r.algorithm.device_uid);
   CHECK(obx[1][2] == "NM");
   CHECK(obx[1][3] == "118565006^Volume^SCT");
@@ -108,10 +123,49 @@ TEST_CASE("ORU^R01 parses with python3-hl7 and carries codes, units and ids") {
   CHECK(obx[7][3] == "RID4700^Midline shift^RADLEX");
   CHECK(obx[7][4] == "2");
   CHECK(obx[7][5] == "2667000^Absent^SCT");
-  CHECK(obx[7][8] == "N");
+  CHECK(obx[7][8] == "");  // absent: no flag, never N ("normal")
   for (const json& o : obx) CHECK(o[1] != "");  // set ids present
   // OBR-3 "." OBX-4 is the shared finding identifier.
   CHECK(r.sr_sop_instance_uid + "." + obx[7][4].get<std::string>() == FindingIdentifier(r, 2));
+}
+
+TEST_CASE("ORU abnormal flags and timestamp offsets") {
+  Result r = testing::MakeHeadCtResult();
+  r.completed_at = "2026-11-28T02:02:03+01:00";
+  r.findings[0].urgency = Urgency::kUrgent;  // present, not critical
+  r.findings[1].presence = Presence::kIndeterminate;
+  json m = Parse(EncodeOru(r));
+  CHECK(m["MSH"][7] == "20261128020203+0100");  // an explicit offset is kept as it is
+  CHECK(m["OBR"][22] == "20261128020203+0100");
+  const json& obx = m["OBX"];
+  REQUIRE(obx.size() == 10);
+  CHECK(obx[0][8] == "A");
+  CHECK(obx[7][5] == "82334004^Indeterminate^SCT");
+  CHECK(obx[7][8] == "");
+  r.findings[1].presence = Presence::kAbsent;
+  r.completed_at = "2026-11-28T01:02:03";  // no zone: the Result contract says UTC
+  m = Parse(EncodeOru(r));
+  CHECK(m["MSH"][7] == "20261128010203+0000");
+  CHECK(m["OBX"][7][5] == "2667000^Absent^SCT");
+  CHECK(m["OBX"][7][8] == "");
+}
+
+TEST_CASE("ORU replaces invalid UTF-8, since MSH-18 declares UTF-8") {
+  Result r = testing::MakeHeadCtResult();
+  const std::string fffd = "\xEF\xBF\xBD";
+  r.summary = "bad \xff\xfe end";
+  r.findings[0].text = "M\xfcller";  // Latin-1
+  r.study.patient_name = "M\xfcller^J\xc3\xbcrgen";
+  r.findings[1].concept.meaning = "shift \xe2\x82";  // truncated sequence
+  std::string message = EncodeOru(r);
+  CHECK(ReplaceInvalidUtf8(message) == message);  // valid UTF-8 throughout
+  json m = Parse(message);  // the parser decodes strictly as UTF-8
+  CHECK(m["MSH"][18] == "UNICODE UTF-8");
+  CHECK(m["NTE"][0][3] == "bad " + fffd + fffd + " end");
+  CHECK(m["NTE"][1][3] == "M" + fffd + "ller");
+  CHECK(m["PID"][5] == "M" + fffd + "ller^J\xc3\xbcrgen");  // valid non-ASCII is kept
+  CHECK(m["OBX"][7][3] == "RID4700^shift " + fffd + "^RADLEX");
+  CHECK(EscapeHl7("a\xff|") == "a" + fffd + "\\F\\");
 }
 
 TEST_CASE("ORU escapes hostile text and keeps it intact") {
@@ -128,10 +182,15 @@ TEST_CASE("ORU escapes hostile text and keeps it intact") {
   std::string message = EncodeOru(r, options);
   CHECK(message.find('\n') == std::string::npos);
   CHECK(message.find("\rMSH|fake") == std::string::npos);
+  // NTE-3 is FT: line breaks travel as the \.br\ formatting command, not as hex-escaped CR/LF.
+  CHECK(message.find("f\\.br\\MSH\\F\\fake\\.br\\line2") != std::string::npos);
+  CHECK(message.find("\\X0D\\") == std::string::npos);
   json m = Parse(message);
   CHECK(m["segments"].size() == 15);
-  CHECK(m["NTE"][0][3] == hostile);
-  CHECK(m["NTE"][1][3] == hostile);
+  // python3-hl7 unescapes \.br\ to CR.
+  const std::string hostile_ft = "a|b^c~d\\e&f\rMSH|fake\rline2";
+  CHECK(m["NTE"][0][3] == hostile_ft);
+  CHECK(m["NTE"][1][3] == hostile_ft);
   CHECK(m["MSH"][10] == "CTRL-1");
   CHECK(m["MSH"][4] == "S|F");
   CHECK(m["OBR"][2] == "A|1");
@@ -152,6 +211,9 @@ TEST_CASE("ORU is deterministic and its control id follows the job") {
   r.findings.clear();
   CHECK(EncodeOru(r).find("OBX") == std::string::npos);
   CHECK(EscapeHl7("|^~\\&\r\n") == "\\F\\\\S\\\\R\\\\E\\\\T\\\\X0D\\\\X0A\\");
+  // FT: CR, LF and CRLF are one line break each; the escape character itself is still escaped.
+  CHECK(EscapeHl7FormattedText("a\r\nb\rc\nd\\.br\\|") == "a\\.br\\b\\.br\\c\\.br\\d\\E\\.br\\E\\\\F\\");
+  CHECK(EscapeHl7FormattedText("\r\n\r\n") == "\\.br\\\\.br\\");
 }
 
 }  // namespace

@@ -6,10 +6,13 @@
 #include <sstream>
 #include <string>
 
+#include "compose/format.h"
 #include "compose/ids.h"
 #include "dcmtk/config/osconfig.h"
+#include "dcmtk/dcmdata/dcbytstr.h"
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcstack.h"
 #include "dcmtk/dcmsr/dsrdoc.h"
 #include "test_result.h"
 #include "test_util.h"
@@ -172,6 +175,52 @@ TEST_CASE("SR keeps hostile and non-ASCII text valid") {
   REQUIRE_MESSAGE(sr.ok(), sr.status().ToString());
   fs::path dir = testing::TempDir("sr");
   CHECK(DciodvfyErrors(WriteFile(dir, "hostile.dcm", *sr)) == "");
+  fs::remove_all(dir);
+}
+
+// Tags (with their values) of string elements anywhere in the dataset that are not valid UTF-8.
+std::string InvalidUtf8Elements(DcmItem& dataset) {
+  std::string out;
+  DcmStack stack;
+  while (dataset.nextObject(stack, OFTrue).good()) {
+    auto* element = dynamic_cast<DcmByteString*>(stack.top());
+    if (element == nullptr) continue;
+    OFString value;
+    if (element->getOFStringArray(value).bad()) continue;
+    std::string v(value.c_str(), value.length());
+    if (ReplaceInvalidUtf8(v) != v) out += std::string(element->getTag().toString().c_str()) + " " + v + "\n";
+  }
+  return out;
+}
+
+TEST_CASE("SR replaces invalid UTF-8, since it declares ISO_IR 192") {
+  Result r = MakeHeadCtResult();
+  const std::string fffd = "\xEF\xBF\xBD";
+  r.study.patient_name = "M\xfcller^J\xc3\xbcrgen";  // Latin-1 family name, UTF-8 given name
+  r.study.study_description = "CT \xff\xfe";
+  r.algorithm.manufacturer = "Lab \xc0\xaf";  // overlong
+  r.findings[0].text = "bad \xff end\r\nline2";
+  r.findings[1].concept.meaning = "shift \xe2\x82";  // truncated
+  r.summary = "summary \xed\xa0\x80";             // surrogate
+  StatusOr<std::string> sr = EncodeSr(r);
+  REQUIRE_MESSAGE(sr.ok(), sr.status().ToString());
+  fs::path dir = testing::TempDir("sr");
+  fs::path file = WriteFile(dir, "utf8.dcm", *sr);
+  CHECK(DciodvfyErrors(file) == "");
+
+  DcmFileFormat ff;
+  REQUIRE(ff.loadFile(file.c_str()).good());
+  OFString value;
+  REQUIRE(ff.getDataset()->findAndGetOFString(DCM_SpecificCharacterSet, value).good());
+  CHECK(std::string(value.c_str()) == "ISO_IR 192");
+  CHECK(InvalidUtf8Elements(*ff.getDataset()) == "");
+  REQUIRE(ff.getDataset()->findAndGetOFString(DCM_PatientName, value).good());
+  CHECK(std::string(value.c_str()) == "M" + fffd + "ller^J\xc3\xbcrgen");
+  DSRDocument doc;
+  REQUIRE(doc.read(*ff.getDataset()).good());
+  std::string texts = TextValues(doc.getTree());
+  CHECK(texts.find("bad " + fffd + " end\r\nline2\n") != std::string::npos);  // line breaks kept in UT
+  CHECK(texts.find("summary " + fffd + fffd + fffd + "\n") != std::string::npos);
   fs::remove_all(dir);
 }
 

@@ -100,7 +100,7 @@ TEST_CASE("a series with inconsistent geometry is skipped and reported; the job 
   REQUIRE(study->series.size() == 2);
   REQUIRE(study->series[0].error.empty());
   REQUIRE_FALSE(study->series[1].error.empty());
-  rig.catalog.Add(study, "");
+  rig.catalog.Add(study);
 
   auto routed = rig.runner->Submit(*study, {}, (rig.root / "in").string());
   REQUIRE(routed.ok());
@@ -133,7 +133,7 @@ TEST_CASE("a job whose every series is unusable fails for good, naming each seri
   Rig rig("c-minimal", "c_minimal");
   auto study = std::make_shared<dicom::Study>(*WriteTwoSeriesStudy(rig.root / "in"));
   study->series[0].error = "unsupported transfer syntax 1.2.840.10008.1.2.4.90 (JPEG 2000)";
-  rig.catalog.Add(study, "");
+  rig.catalog.Add(study);
   REQUIRE(rig.runner->Submit(*study, {}, "")->jobs.size() == 1);
   auto outcome = rig.runner->RunNext();
   REQUIRE(outcome.ok());
@@ -151,18 +151,30 @@ TEST_CASE("a routed job keeps its plugin version across a swap; after a restart 
   Rig rig("fixed-work", "fixed_work_v1");
   const std::string plugin_file = (rig.root / "plugins" / "fixed_work_v1.so").string();
   auto study = std::make_shared<const dicom::Study>(TagOnlyStudy());
-  rig.catalog.Add(study, "");
+  rig.catalog.Add(study);
 
   SUBCASE("pinned in this process") {
+    const auto v1_mapped = rig.registry->Get("fixed-work")->info().loaded_path;
     REQUIRE(rig.runner->Submit(*study, {}, "")->jobs.size() == 1);
     Deploy(TestPlugin("fixed_work_v2"), plugin_file);
     rig.registry->Rescan();
     REQUIRE(rig.registry->Get("fixed-work")->info().version == "2.0.0");
+    CHECK(aihub::testing::IsMapped(v1_mapped));  // the pending job pins v1
     auto outcome = rig.runner->RunNext();
     REQUIRE(outcome.ok());
     REQUIRE((**outcome).result.has_value());
     CHECK((**outcome).result->algorithm.version == "1.0.0");
     CHECK(rig.store->GetJob((**outcome).job_id)->plugin_version == "1.0.0");
+    CHECK_FALSE(aihub::testing::IsMapped(v1_mapped));  // released when the job ended
+
+    // The same study sent again: its v2 route is a new job; the ended v1 job leaves no pin behind.
+    rig.catalog.Add(study);
+    auto again = rig.runner->Submit(*study, {}, "");
+    REQUIRE(again.ok());
+    REQUIRE(again->jobs.size() == 1);
+    CHECK(again->jobs[0].plugin->info().version == "2.0.0");
+    REQUIRE(rig.runner->RunNext()->has_value());
+    CHECK_FALSE(aihub::testing::IsMapped(v1_mapped));
   }
   SUBCASE("after a restart") {
     REQUIRE(rig.runner->Submit(*study, {}, "")->jobs.size() == 1);

@@ -7,6 +7,7 @@
 #include <random>
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include <dcmtk/dcmdata/dcdatset.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -17,6 +18,7 @@
 #include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/dcmdata/dcsequen.h>
 
+#include "dicom/dicom_file.h"
 #include "dicom_test_util.h"
 
 namespace aihub::dicom {
@@ -453,6 +455,215 @@ TEST_CASE("scanning stops before pixel data for the TagMap and keeps big values 
   REQUIRE(result.studies.size() == 1);
   CHECK(FindTag(result.studies[0].series[0].tags, 0x00204000) == nullptr);  // ImageComments, 100 kB
   CHECK(FindTag(result.studies[0].series[0].tags, 0x00020010) != nullptr);  // TransferSyntaxUID (meta)
+}
+
+// True when `s` is well-formed UTF-8 (what nlohmann::json::dump() insists on).
+bool IsValidUtf8(const std::string& s) {
+  try {
+    (void)nlohmann::json(s).dump();
+    return true;
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+}
+
+constexpr uint32_t kTagStudyDescription = 0x00081030;
+constexpr uint32_t kTagPatientName = 0x00100010;
+constexpr uint32_t kTagInstitutionName = 0x00080080;
+
+// Scans one slice whose SpecificCharacterSet and text values are set byte for byte.
+ScanResult ScanWithCharset(const TempDir& dir, const char* charset, const std::string& description,
+                           const std::string& patient_name, const std::string& name = "cs.dcm") {
+  auto file = testing::MakeSlice(SliceSpec{});
+  DcmDataset* ds = file->getDataset();
+  if (charset != nullptr) REQUIRE(ds->putAndInsertString(DCM_SpecificCharacterSet, charset).good());
+  REQUIRE(ds->putAndInsertString(DCM_StudyDescription, description.c_str()).good());
+  REQUIRE(ds->putAndInsertString(DCM_PatientName, patient_name.c_str()).good());
+  testing::WriteFile(*file, dir / name, EXS_LittleEndianExplicit);
+  return ScanFiles({dir / name});
+}
+
+// Every value of every TagMap in the result renders as JSON.
+void CheckAllTagsUtf8(const ScanResult& r) {
+  for (const Study& st : r.studies) {
+    CHECK_NOTHROW((void)nlohmann::json(st.tags).dump());
+    for (const Series& s : st.series) CHECK_NOTHROW((void)nlohmann::json(s.tags).dump());
+  }
+}
+
+TEST_CASE("ISO_IR 100 (Latin-1) text is converted to UTF-8 in the TagMap") {
+  TempDir dir;
+  ScanResult r = ScanWithCharset(dir, "ISO_IR 100", "CT SCH\xC4" "DEL", "M\xFCller^J\xFCrgen");
+  REQUIRE(r.rejected.empty());
+  REQUIRE(r.studies.size() == 1);
+  const TagMap& tags = r.studies[0].series[0].tags;
+  REQUIRE(FindTag(tags, kTagStudyDescription) != nullptr);
+  CHECK(*FindTag(tags, kTagStudyDescription) == "CT SCH\xC3\x84" "DEL");  // "CT SCHÄDEL"
+  CHECK(*FindTag(tags, kTagPatientName) == "M\xC3\xBCller^J\xC3\xBCrgen");  // "Müller^Jürgen"
+  CHECK(*FindTag(r.studies[0].tags, kTagPatientName) == "M\xC3\xBCller^J\xC3\xBCrgen");
+  CheckAllTagsUtf8(r);
+}
+
+TEST_CASE("invalid UTF-8 under ISO_IR 192 is replaced by U+FFFD and the file is kept") {
+  TempDir dir;
+  ScanResult r = ScanWithCharset(dir, "ISO_IR 192", "Bad\xFFValue \xC3\xA9t\xC3", "Caf\xC3\xA9^\xED\xA0\x80");
+  REQUIRE(r.rejected.empty());
+  REQUIRE(r.studies.size() == 1);
+  const TagMap& tags = r.studies[0].series[0].tags;
+  // Valid sequences stay, each bad byte (a lone 0xFF, a cut-off sequence, a surrogate) becomes U+FFFD.
+  CHECK(*FindTag(tags, kTagStudyDescription) == "Bad\xEF\xBF\xBDValue \xC3\xA9t\xEF\xBF\xBD");
+  CHECK(*FindTag(tags, kTagPatientName) == "Caf\xC3\xA9^\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+  CheckAllTagsUtf8(r);
+}
+
+TEST_CASE("code extensions, unknown character sets and undeclared bytes never crash or reject the file") {
+  SUBCASE("ISO 2022 IR 100 with escape sequences (multi-valued SpecificCharacterSet)") {
+    TempDir dir;
+    // ESC 02/13 04/01 designates ISO-IR 100 into G1; then 0xC4 is "Ä". The PatientName does not designate it again
+    // after the '^' delimiter (as PS3.5 6.1.2.5.3 requires), so its second part cannot be converted.
+    ScanResult r = ScanWithCharset(dir, "\\ISO 2022 IR 100", "\x1b\x2d\x41" "CT SCH\xC4" "DEL",
+                                   "\x1b\x2d\x41M\xFCller^J\xFCrgen");
+    REQUIRE(r.rejected.empty());
+    REQUIRE(r.studies.size() == 1);
+    const TagMap& tags = r.studies[0].series[0].tags;
+    CHECK(*FindTag(tags, kTagStudyDescription) == "CT SCH\xC3\x84" "DEL");
+    const std::string name = *FindTag(tags, kTagPatientName);
+    CHECK(IsValidUtf8(name));
+    CHECK(name.find("ller^J") != std::string::npos);
+    CheckAllTagsUtf8(r);
+  }
+  SUBCASE("unknown character set") {
+    TempDir dir;
+    ScanResult r = ScanWithCharset(dir, "ISO_IR 999", "CT SCH\xC4" "DEL", "Test");
+    REQUIRE(r.rejected.empty());
+    REQUIRE(r.studies.size() == 1);
+    CHECK(*FindTag(r.studies[0].series[0].tags, kTagStudyDescription) == "CT SCH\xEF\xBF\xBD" "DEL");
+    CheckAllTagsUtf8(r);
+  }
+  SUBCASE("no SpecificCharacterSet (default repertoire) but 8-bit bytes") {
+    TempDir dir;
+    ScanResult r = ScanWithCharset(dir, nullptr, "CT SCH\xC4" "DEL", "M\xFCller");
+    REQUIRE(r.rejected.empty());
+    REQUIRE(r.studies.size() == 1);
+    CHECK(*FindTag(r.studies[0].series[0].tags, kTagStudyDescription) == "CT SCH\xEF\xBF\xBD" "DEL");
+    CheckAllTagsUtf8(r);
+  }
+  SUBCASE("bytes in values not affected by the character set (CS, UI) and in UIDs") {
+    TempDir dir;
+    SliceSpec spec;
+    spec.series_uid = "1.2.3\xFF.4";
+    auto file = testing::MakeSlice(spec);
+    DcmDataset* ds = file->getDataset();
+    REQUIRE(ds->putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 100").good());
+    REQUIRE(ds->putAndInsertString(DCM_BodyPartExamined, "H\xC4" "AD").good());
+    REQUIRE(ds->putAndInsertString(DCM_InstitutionName, "Klinik K\xF6ln").good());
+    testing::WriteFile(*file, dir / "cs.dcm", EXS_LittleEndianExplicit);
+    ScanResult r = ScanFiles({dir / "cs.dcm"});
+    REQUIRE(r.rejected.empty());
+    REQUIRE(r.studies.size() == 1);
+    const Series& s = r.studies[0].series[0];
+    CHECK(s.series_instance_uid == "1.2.3\xEF\xBF\xBD.4");
+    CHECK(*FindTag(s.tags, kTagInstitutionName) == "Klinik K\xC3\xB6ln");
+    CHECK(*FindTag(s.tags, 0x00180015) == "H\xEF\xBF\xBD" "AD");  // CS keeps the default repertoire
+    CheckAllTagsUtf8(r);
+  }
+}
+
+TEST_CASE("ToValidUtf8 keeps well-formed UTF-8 and replaces everything else") {
+  using internal::ToValidUtf8;
+  CHECK(ToValidUtf8("plain") == "plain");
+  CHECK(ToValidUtf8("\xE2\x82\xAC \xF0\x9F\x98\x80") == "\xE2\x82\xAC \xF0\x9F\x98\x80");  // € and U+1F600
+  CHECK(ToValidUtf8("\xC0\xAF") == "\xEF\xBF\xBD\xEF\xBF\xBD");                          // overlong '/'
+  CHECK(ToValidUtf8("\xF4\x90\x80\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // > U+10FFFF
+  CHECK(ToValidUtf8("a\x80") == "a\xEF\xBF\xBD");
+  CHECK(ToValidUtf8(std::string("a\0b", 3)) == std::string("a\0b", 3));
+}
+
+// Writes `count` files of `frames` frames each (1x1 pixels, so huge frame counts stay small on disk).
+std::vector<fs::path> WriteFrames(const TempDir& dir, const std::string& series_uid, int count, uint32_t frames,
+                                  int first_instance = 1) {
+  std::vector<fs::path> paths;
+  for (int i = 0; i < count; ++i) {
+    SliceSpec spec;
+    spec.series_uid = series_uid;
+    spec.instance_number = first_instance + i;
+    spec.rows = 1;
+    spec.columns = 1;
+    spec.bits_allocated = spec.bits_stored = 8;
+    spec.frames = frames;
+    paths.push_back(dir / (series_uid + "-" + std::to_string(spec.instance_number) + ".dcm"));
+    WriteSlice(spec, paths.back());
+  }
+  return paths;
+}
+
+TEST_CASE("the per-series frame limit rejects files as they pass it") {
+  TempDir dir;
+  std::vector<fs::path> files = WriteFrames(dir, "1.2.3.1", 4, 2);  // 8 frames in one series
+  const std::vector<fs::path> other = WriteFrames(dir, "1.2.3.2", 1, 2);
+  files.insert(files.begin() + 2, other.begin(), other.end());
+  ScanLimits limits;
+  limits.max_frames_per_series = 5;
+  ScanResult r = ScanFiles(files, limits);
+  // Files 1 and 2 of series 1 fit (4 frames); file 3 would make 6; file 4 too. Series 2 is not affected.
+  REQUIRE(r.rejected.size() == 2);
+  CHECK(r.rejected[0].path == files[3]);
+  CHECK(r.rejected[0].reason == "series 1.2.3.1 would have 6 frames, over the limit of 5 frames per series");
+  CHECK(r.rejected[1].path == files[4]);
+  const Series* s1 = FindSeries(r, "1.2.3.1");
+  const Series* s2 = FindSeries(r, "1.2.3.2");
+  REQUIRE(s1 != nullptr);
+  REQUIRE(s2 != nullptr);
+  CHECK(s1->error.empty());
+  CHECK(s1->frames.size() == 4);
+  CHECK(s1->instances.size() == 2);
+  CHECK(s2->frames.size() == 2);
+}
+
+TEST_CASE("the per-scan frame limit bounds all series together") {
+  TempDir dir;
+  ScanLimits defaults;
+  CHECK(defaults.max_frames_per_scan == 4000000);
+  std::vector<fs::path> files = WriteFrames(dir, "1.2.3.1", 1, 3000);
+  const std::vector<fs::path> b = WriteFrames(dir, "1.2.3.2", 1, 3000);
+  const std::vector<fs::path> c = WriteFrames(dir, "1.2.3.3", 1, 1000);
+  files.insert(files.end(), b.begin(), b.end());
+  files.insert(files.end(), c.begin(), c.end());
+  ScanLimits limits;
+  limits.max_frames_per_scan = 5000;
+  ScanResult r = ScanFiles(files, limits);
+  REQUIRE(r.rejected.size() == 1);
+  CHECK(r.rejected[0].path == files[1]);
+  CHECK(r.rejected[0].reason == "scan would hold 6000 frames, over the limit of 5000 frames per scan");
+  REQUIRE(r.studies.size() == 1);
+  REQUIRE(r.studies[0].series.size() == 2);  // the rejected file's series does not appear empty
+  CHECK(FindSeries(r, "1.2.3.2") == nullptr);
+  CHECK(FindSeries(r, "1.2.3.1")->frames.size() == 3000);
+  CHECK(FindSeries(r, "1.2.3.3")->frames.size() == 1000);
+}
+
+TEST_CASE("series tags come from the first instance whatever the file order") {
+  TempDir dir;
+  std::vector<fs::path> files;
+  for (int i = 0; i < 4; ++i) {
+    SliceSpec spec;
+    spec.instance_number = 10 + i;
+    auto file = testing::MakeSlice(spec);
+    file->getDataset()->putAndInsertString(DCM_StudyDescription, ("instance " + std::to_string(10 + i)).c_str());
+    files.push_back(dir / ("f" + std::to_string(i) + ".dcm"));
+    testing::WriteFile(*file, files.back(), EXS_LittleEndianExplicit);
+  }
+  // Descending, mixed and ascending orders must all give the tags of InstanceNumber 10.
+  const std::vector<std::vector<int>> orders = {{3, 2, 1, 0}, {2, 0, 3, 1}, {0, 1, 2, 3}};
+  for (const std::vector<int>& order : orders) {
+    std::vector<fs::path> given;
+    for (int i : order) given.push_back(files[i]);
+    ScanResult r = ScanFiles(given);
+    REQUIRE(r.studies.size() == 1);
+    CHECK(*FindTag(r.studies[0].series[0].tags, kTagStudyDescription) == "instance 10");
+    CHECK(*FindTag(r.studies[0].tags, 0x00200013) == "10");  // InstanceNumber
+    CHECK(r.studies[0].series[0].instances.front().instance_number == 10);
+  }
 }
 
 }  // namespace

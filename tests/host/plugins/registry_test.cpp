@@ -213,3 +213,39 @@ TEST_CASE("jobs streaming through a swap all complete, on the version they start
 }
 
 }  // namespace aihub::plugins
+
+namespace aihub::plugins {
+
+TEST_CASE("Recreate gives an active plugin a new instance with its current config") {
+  TempDir dir("plugins"), cache("cache");
+  std::string config = R"({"echo": "model_path", "model": "a.pt"})";
+  PluginRegistry registry(dir.path(), cache.path(), [&](const std::string&) { return config; });
+  Deploy(TestPlugin("fixed_work_v1"), dir / "fixed_work.so");
+  registry.Rescan();
+  const dicom::Study study = TagOnlyStudy();
+  auto text = [&] {
+    JobInput in;
+    in.study = &study;
+    in.series.push_back(&study.series[0]);
+    JobOutput out;
+    std::atomic<bool> cancel{false};
+    REQUIRE(registry.Get("fixed-work")->Execute(in, &out, &cancel).ok());
+    return out.findings.at(0).text;
+  };
+  CHECK(text() == (dir / "a.pt").string());
+  config = R"({"echo": "model_path", "model": "b.pt"})";
+  auto ev = registry.Recreate("fixed-work", "config changed");
+  REQUIRE(ev.ok());
+  CHECK(ev->kind == ReloadEvent::Kind::kReplaced);
+  CHECK(ev->reason == "config changed");
+  CHECK(text() == (dir / "b.pt").string());
+
+  config = R"({"fail_self_test": "true"})";
+  ev = registry.Recreate("fixed-work", "config changed");
+  REQUIRE(ev.ok());
+  CHECK(ev->kind == ReloadEvent::Kind::kRejected);  // the running instance stays
+  CHECK(text() == (dir / "b.pt").string());
+  CHECK(registry.Recreate("nope", "x").status().code() == AIHUB_NOT_FOUND);
+}
+
+}  // namespace aihub::plugins

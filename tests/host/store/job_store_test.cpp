@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "store/utf8.h"
 #include "store_test_util.h"
 
 namespace aihub::store {
@@ -17,6 +18,7 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::FakeClock;
+using testing::ForEachTextValue;
 using testing::RawExec;
 using testing::RawQuery;
 using testing::TempDir;
@@ -372,12 +374,14 @@ TEST_CASE("a lease from an earlier open in this same process is recovered, the c
 TEST_CASE("an interrupted job whose attempts are used up goes dead instead of looping") {
   TempDir dir;
   FakeClock clock;
-  auto store = MustOpen(dir.db(), "otherhost:1");
+  auto worker = MustOpen(dir.db(), "otherhost:1");  // claims, then goes silent (a host that keeps crashing)
+  auto store = MustOpen(dir.db(), "otherhost:2");   // recovers
+  worker->SetClockForTesting(clock.Fn());
   store->SetClockForTesting(clock.Fn());
   const int64_t id = MustCreate(*store, MakeJob("7.1", "crashy", /*max_attempts=*/2));
   for (int round = 1; round <= 2; ++round) {
     CAPTURE(round);
-    CHECK(MustClaim(*store, seconds(10)).attempts == round);
+    CHECK(MustClaim(*worker, seconds(10)).attempts == round);
     clock.Advance(seconds(11));
     auto n = store->RecoverInterruptedJobs();
     REQUIRE(n.ok());
@@ -661,6 +665,294 @@ TEST_CASE("crash: a child killed while holding a job leaves it running and recov
   CHECK(v->entries == 4);  // created, claimed (child), recovered, claimed (parent)
   CHECK(AuditActions(*store) ==
         std::vector<std::string>{"job.created", "job.claimed", "job.recovered", "job.claimed"});
+}
+
+// ---- untrusted bytes -------------------------------------------------------------------------------------
+
+// Every TEXT value in the database file is valid UTF-8; names the offenders otherwise.
+std::string InvalidTextIn(const std::filesystem::path& db) {
+  std::string bad;
+  ForEachTextValue(db, [&](const std::string& table, const std::string& column, const std::string& text) {
+    if (!IsValidUtf8(text)) bad += table + "." + column + " ";
+  });
+  return bad;
+}
+
+const std::string kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+
+TEST_CASE("a plugin error with invalid UTF-8 is stored sanitized, not thrown") {
+  TempDir dir;
+  FakeClock clock;
+  auto store = MustOpen(dir.db());
+  store->SetClockForTesting(clock.Fn());
+  const int64_t id = MustCreate(*store, MakeJob("20.1"));
+  MustClaim(*store);
+  Status st = Status::Ok();
+  CHECK_NOTHROW(st = store->FailJob(id, "plugin said \xff\xfe", true));
+  REQUIRE_MESSAGE(st.ok(), st.ToString());
+  CHECK(MustGet(*store, id).error == "plugin said " + kReplacement + kReplacement);
+  clock.Advance(seconds(10));
+  MustClaim(*store);
+  std::string error(300, 'x');
+  error[7] = '\xc3';  // a truncated two-byte sequence
+  CHECK_NOTHROW(st = store->FailJob(id, error, false));
+  CHECK(st.ok());
+  auto entries = store->ReadAudit();
+  REQUIRE(entries.ok());
+  int failed = 0;
+  for (const AuditEntry& e : *entries) {
+    if (e.action != "job.failed") continue;
+    ++failed;
+    CHECK(e.detail_json.find(kReplacement) != std::string::npos);
+  }
+  CHECK(failed == 2);
+  CHECK_MESSAGE(InvalidTextIn(dir.db()).empty(), InvalidTextIn(dir.db()));
+  auto v = VerifyAudit(dir.db());
+  REQUIRE(v.ok());
+  CHECK(v->ok);
+}
+
+TEST_CASE("invalid UTF-8 in job fields: identifiers are refused, free text is sanitized") {
+  TempDir dir;
+  auto store = MustOpen(dir.db());
+  NewJob job = MakeJob("21.1");
+  job.series_uids = {"21.1.1", "21.1.\xE9"};
+  StatusOr<int64_t> id = InvalidArgument("not run");
+  CHECK_NOTHROW(id = store->CreateJob(job));
+  CHECK(id.status().code() == AIHUB_INVALID_ARGUMENT);
+  CHECK(id.status().message().find("series uid") != std::string::npos);
+  job = MakeJob("21.1\xE9");
+  CHECK_NOTHROW(id = store->CreateJob(job));
+  CHECK(id.status().code() == AIHUB_INVALID_ARGUMENT);
+  CHECK(RawQuery(dir.db(), "SELECT count(*) FROM jobs") == "0");
+  CHECK(RawQuery(dir.db(), "SELECT count(*) FROM audit") == "0");
+
+  job = MakeJob("21.2");
+  job.department = "Radiolog\xED" "a";
+  job.model_version = "v\xff";
+  CHECK_NOTHROW(id = store->CreateJob(job));
+  REQUIRE_MESSAGE(id.ok(), id.status().ToString());
+  JobRecord rec = MustGet(*store, *id);
+  CHECK(rec.department == "Radiolog" + kReplacement + "a");
+  CHECK(rec.model_version == "v" + kReplacement);
+  auto entries = store->ReadAudit();
+  REQUIRE(entries.ok());
+  CHECK(entries->back().detail_json.find("Radiolog" + kReplacement + "a") != std::string::npos);
+  CHECK_MESSAGE(InvalidTextIn(dir.db()).empty(), InvalidTextIn(dir.db()));
+}
+
+TEST_CASE("invalid UTF-8 in study tags, sources, audit text and delivery errors is sanitized") {
+  TempDir dir;
+  auto store = MustOpen(dir.db());
+  Status st = Status::Ok();
+  // A Latin-1 patient name in the tags, a Latin-1 folder name as the source.
+  CHECK_NOTHROW(st = store->UpsertStudy({"22.1", "folder:/in/M\xFCller", "{\"PatientName\":\"M\xFCller^J\"}"}));
+  REQUIRE_MESSAGE(st.ok(), st.ToString());
+  CHECK(RawQuery(dir.db(), "SELECT tags_json FROM studies") == "{\"PatientName\":\"M" + kReplacement + "ller^J\"}");
+  CHECK(RawQuery(dir.db(), "SELECT source FROM studies") == "folder:/in/M" + kReplacement + "ller");
+  CHECK(store->UpsertStudy({"22.\xFF", "", "{}"}).code() == AIHUB_INVALID_ARGUMENT);
+  CHECK(store->UpsertStudy({"22.2", "", "{\"a\":\xFF}"}).code() == AIHUB_INVALID_ARGUMENT);  // still not JSON
+
+  CHECK_NOTHROW(st = store->Audit("user:\xC0\xAF", "note\xED\xA0\x80", "22.1\xFE", "{\"text\":\"caf\xE9\"}"));
+  REQUIRE_MESSAGE(st.ok(), st.ToString());
+  auto entries = store->ReadAudit();
+  REQUIRE(entries.ok());
+  REQUIRE_FALSE(entries->empty());
+  CHECK(entries->back().actor == "user:" + kReplacement + kReplacement);
+  CHECK(entries->back().detail_json == "{\"text\":\"caf" + kReplacement + "\"}");
+
+  REQUIRE(store->Enqueue(MakeItem("sr:22.1")).ok());
+  const int64_t out = (*store->DueOutbox(1))[0].id;
+  CHECK_NOTHROW(st = store->MarkDeliveryFailed(out, "PACS said \xC3\x28", 2));
+  REQUIRE(st.ok());
+  CHECK(store->GetOutbox(out)->last_error == "PACS said " + kReplacement + "(");
+  CHECK_NOTHROW(st = store->MarkDeliveryFailed(out, "again \x80", 2));  // dead-letter path too
+  REQUIRE(st.ok());
+  CHECK(store->Enqueue(MakeItem("sr:\xFF")).code() == AIHUB_INVALID_ARGUMENT);
+
+  CHECK_MESSAGE(InvalidTextIn(dir.db()).empty(), InvalidTextIn(dir.db()));
+  auto v = VerifyAudit(dir.db());
+  REQUIRE(v.ok());
+  CHECK(v->ok);
+}
+
+// ---- deliveries in the completing transaction ----------------------------------------------------------------
+
+TEST_CASE("CompleteJob writes the result, the state and the deliveries in one transaction") {
+  TempDir dir;
+  auto store = MustOpen(dir.db());
+  const int64_t other = MustCreate(*store, MakeJob("23.0"));
+  const int64_t id = MustCreate(*store, MakeJob("23.1"));
+  REQUIRE(store->Enqueue(MakeItem("hl7:23.1")).ok());  // enqueued earlier: the delivery with this key is a no-op
+  JobRecord first = MustClaim(*store);
+  REQUIRE(first.id == other);
+  REQUIRE(store->CompleteJob(first.lease(), "{}", "2.25.230").ok());  // no deliveries
+  JobRecord job = MustClaim(*store);
+  REQUIRE(job.id == id);
+
+  std::vector<OutboxItem> deliveries = {MakeItem("sr:23.1", /*job_id=*/other), MakeItem("fhir:23.1"),
+                                        MakeItem("hl7:23.1")};
+  deliveries[1].kind = "fhir";
+
+  SUBCASE("all or nothing: a failing outbox insert leaves the job running without a result") {
+    REQUIRE(RawExec(dir.db(), "CREATE TRIGGER outbox_block BEFORE INSERT ON outbox "
+                              "WHEN NEW.idempotency_key = 'fhir:23.1' BEGIN SELECT RAISE(ABORT, 'disk full'); END;") ==
+            SQLITE_OK);
+    const size_t audit_before = store->ReadAudit()->size();
+    CHECK_FALSE(store->CompleteJob(job.lease(), R"({"findings":[]})", "2.25.231", deliveries).ok());
+    CHECK(MustGet(*store, id).state == JobState::kRunning);
+    CHECK_FALSE(store->GetResult(id)->has_value());
+    CHECK(RawQuery(dir.db(), "SELECT count(*) FROM outbox") == "1");
+    CHECK(store->ReadAudit()->size() == audit_before);
+    REQUIRE(RawExec(dir.db(), "DROP TRIGGER outbox_block") == SQLITE_OK);
+  }
+  SUBCASE("invalid deliveries are refused before anything is written") {
+    std::vector<OutboxItem> bad = deliveries;
+    bad[2].idempotency_key = "";
+    CHECK(store->CompleteJob(job.lease(), "{}", "2.25.231", bad).code() == AIHUB_INVALID_ARGUMENT);
+    CHECK(MustGet(*store, id).state == JobState::kRunning);
+  }
+
+  REQUIRE(store->CompleteJob(job.lease(), R"({"findings":[]})", "2.25.231", deliveries).ok());
+  CHECK(MustGet(*store, id).state == JobState::kSucceeded);
+  REQUIRE(store->GetResult(id)->has_value());
+  auto due = store->DueOutbox(10);
+  REQUIRE(due.ok());
+  REQUIRE(due->size() == 3);
+  CHECK((*due)[0].idempotency_key == "hl7:23.1");
+  CHECK((*due)[0].job_id == 0);  // the earlier item is left as it was
+  CHECK((*due)[1].idempotency_key == "sr:23.1");
+  CHECK((*due)[1].job_id == id);  // always this job, whatever the item said
+  CHECK((*due)[2].idempotency_key == "fhir:23.1");
+  CHECK((*due)[2].kind == "fhir");
+  CHECK((*due)[2].job_id == id);
+  auto actions = AuditActions(*store);
+  REQUIRE(actions.size() >= 3);
+  CHECK(std::vector<std::string>(actions.end() - 3, actions.end()) ==
+        std::vector<std::string>{"job.succeeded", "outbox.enqueued", "outbox.enqueued"});
+  CHECK(store->CompleteJob(job.lease(), "{}", "2.25.231", deliveries).code() == AIHUB_FAILED_PRECONDITION);
+  auto v = VerifyAudit(dir.db());
+  REQUIRE(v.ok());
+  CHECK(v->ok);
+}
+
+TEST_CASE("the by-id CompleteJob forms still work, with and without deliveries") {
+  TempDir dir;
+  auto store = MustOpen(dir.db());
+  const int64_t a = MustCreate(*store, MakeJob("24.1"));
+  const int64_t b = MustCreate(*store, MakeJob("24.2"));
+  MustClaim(*store);
+  MustClaim(*store);
+  REQUIRE(store->CompleteJob(a, "{}", "2.25.241").ok());
+  REQUIRE(store->CompleteJob(b, "{}", "2.25.242", std::vector<OutboxItem>{MakeItem("sr:24.2")}).ok());
+  auto due = store->DueOutbox(10);
+  REQUIRE(due.ok());
+  REQUIRE(due->size() == 1);
+  CHECK((*due)[0].job_id == b);
+}
+
+// ---- lease fencing ---------------------------------------------------------------------------------------------
+
+TEST_CASE("every claim gets its own lease token, and only that token acts on the job") {
+  TempDir dir;
+  auto store = MustOpen(dir.db());
+  const int64_t id = MustCreate(*store, MakeJob("25.1"));
+  MustCreate(*store, MakeJob("25.2"));
+  JobRecord first = MustClaim(*store);
+  JobRecord second = MustClaim(*store);
+  CHECK_FALSE(first.lease_token.empty());
+  CHECK(first.lease_token != second.lease_token);
+  CHECK(MustGet(*store, id).lease_token == first.lease_token);
+  CHECK(first.lease().job_id == id);
+
+  JobLease wrong = first.lease();
+  wrong.token = second.lease_token;
+  Status st = store->CompleteJob(wrong, "{}", "2.25.1");
+  CHECK(st.code() == AIHUB_FAILED_PRECONDITION);
+  CHECK(st.message().find("lease lost") != std::string::npos);
+  CHECK(store->FailJob(wrong, "x", true).code() == AIHUB_FAILED_PRECONDITION);
+  CHECK(store->RenewLease(wrong, seconds(60)).code() == AIHUB_FAILED_PRECONDITION);
+  CHECK(store->RepinJob(wrong, "2", "m", std::string(64, 'b')).code() == AIHUB_FAILED_PRECONDITION);
+  CHECK(store->CompleteJob(JobLease{id, ""}, "{}", "2.25.1").code() == AIHUB_INVALID_ARGUMENT);
+  CHECK(store->CompleteJob(JobLease{4242, first.lease_token}, "{}", "2.25.1").code() == AIHUB_NOT_FOUND);
+  REQUIRE(store->RepinJob(first.lease(), "1.3.0", "m8", std::string(64, 'c')).ok());
+  REQUIRE(store->CompleteJob(first.lease(), "{}", "2.25.1").ok());
+  REQUIRE(store->FailJob(second.lease(), "bad output", false).ok());
+}
+
+TEST_CASE("a stale worker cannot finish a job that was recovered and claimed again") {
+  TempDir dir;
+  FakeClock clock;
+  // The worker runs in this process; its job outlives the lease without renewal.
+  auto worker = MustOpen(dir.db());
+  auto other = MustOpen(dir.db(), "otherhost:77");
+  worker->SetClockForTesting(clock.Fn());
+  other->SetClockForTesting(clock.Fn());
+  const int64_t id = MustCreate(*worker, MakeJob("26.1"));
+  const JobRecord stale = MustClaim(*worker, seconds(60));
+
+  clock.Advance(seconds(61));
+  auto n = other->RecoverInterruptedJobs();  // another Open sees a lease it cannot vouch for
+  REQUIRE(n.ok());
+  REQUIRE(*n == 1);
+  const JobRecord fresh = MustClaim(*worker, seconds(60));  // a second worker of the same process takes it
+  REQUIRE(fresh.id == id);
+  CHECK(fresh.attempts == 2);
+
+  Status st = worker->CompleteJob(stale.lease(), R"({"stale":true})", "2.25.261");
+  CHECK(st.code() == AIHUB_FAILED_PRECONDITION);
+  CHECK(st.message().find("lease lost") != std::string::npos);
+  CHECK(worker->FailJob(stale.lease(), "late", true).code() == AIHUB_FAILED_PRECONDITION);
+  CHECK(worker->RenewLease(stale.lease(), seconds(60)).code() == AIHUB_FAILED_PRECONDITION);
+  CHECK(MustGet(*worker, id).state == JobState::kRunning);
+  CHECK_FALSE(worker->GetResult(id)->has_value());
+
+  REQUIRE(worker->CompleteJob(fresh.lease(), R"({"fresh":true})", "2.25.262").ok());
+  CHECK(**worker->GetResult(id) == R"({"fresh":true})");
+}
+
+TEST_CASE("a store never recovers the jobs it claimed itself, even past their lease") {
+  TempDir dir;
+  FakeClock clock;
+  for (const std::string& owner : {std::string(), std::string("otherhost:5")}) {
+    CAPTURE(owner);
+    auto store = MustOpen(dir.db(), owner);
+    store->SetClockForTesting(clock.Fn());
+    const int64_t id = MustCreate(*store, MakeJob("27." + std::to_string(owner.size())));
+    const JobRecord job = MustClaim(*store, seconds(60));
+    REQUIRE(job.id == id);
+    clock.Advance(seconds(3600));
+    auto n = store->RecoverInterruptedJobs();
+    REQUIRE(n.ok());
+    CHECK(*n == 0);
+    CHECK(MustGet(*store, id).state == JobState::kRunning);
+    REQUIRE(store->CompleteJob(job.lease(), "{}", "2.25.27").ok());
+  }
+}
+
+TEST_CASE("a renewed lease is not recovered, an unrenewed one is") {
+  TempDir dir;
+  FakeClock clock;
+  auto worker = MustOpen(dir.db(), "otherhost:4243");
+  auto host = MustOpen(dir.db());
+  worker->SetClockForTesting(clock.Fn());
+  host->SetClockForTesting(clock.Fn());
+  const int64_t id = MustCreate(*worker, MakeJob("28.1"));
+  const JobRecord job = MustClaim(*worker, seconds(60));
+  for (int i = 0; i < 5; ++i) {  // 5 x 50 s: far past the first lease
+    clock.Advance(seconds(50));
+    REQUIRE(worker->RenewLease(job.lease(), seconds(60)).ok());
+    auto n = host->RecoverInterruptedJobs();
+    REQUIRE(n.ok());
+    CHECK(*n == 0);
+  }
+  CHECK(MustGet(*host, id).lease_until == clock.Now() + seconds(60));
+  CHECK(host->RenewLease(job.lease(), seconds(60)).ok());  // the token, not the store, names the claim
+  clock.Advance(seconds(61));
+  auto n = host->RecoverInterruptedJobs();
+  REQUIRE(n.ok());
+  CHECK(*n == 1);
+  CHECK(worker->RenewLease(job.lease(), seconds(60)).code() == AIHUB_FAILED_PRECONDITION);
 }
 
 }  // namespace

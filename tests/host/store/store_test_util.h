@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace aihub::store::testing {
 
@@ -49,6 +51,60 @@ class FakeClock {
  private:
   std::shared_ptr<std::atomic<int64_t>> ms_;
 };
+
+// The whole content of a file ("" when it cannot be read).
+inline std::string ReadFileBytes(const std::filesystem::path& path) {
+  std::string out;
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    char buf[4096];
+    size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+    std::fclose(f);
+  }
+  return out;
+}
+
+inline void WriteFileBytes(const std::filesystem::path& path, const std::string& bytes) {
+  if (std::FILE* f = std::fopen(path.c_str(), "wb")) {
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    std::fclose(f);
+  }
+}
+
+// Calls fn(table, column, text) for every TEXT value in every table of the database: how the tests check that
+// no row holds invalid UTF-8, whatever the column.
+template <typename Fn>
+void ForEachTextValue(const std::filesystem::path& db, Fn fn) {
+  sqlite3* conn = nullptr;
+  if (sqlite3_open_v2(db.c_str(), &conn, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close_v2(conn);
+    return;
+  }
+  std::vector<std::string> tables;
+  sqlite3_stmt* list = nullptr;
+  if (sqlite3_prepare_v2(conn, "SELECT name FROM sqlite_master WHERE type = 'table'", -1, &list, nullptr) ==
+      SQLITE_OK) {
+    while (sqlite3_step(list) == SQLITE_ROW) tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(list, 0)));
+  }
+  sqlite3_finalize(list);
+  for (const std::string& table : tables) {
+    sqlite3_stmt* rows = nullptr;
+    if (sqlite3_prepare_v2(conn, ("SELECT * FROM \"" + table + "\"").c_str(), -1, &rows, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(rows);
+      continue;
+    }
+    while (sqlite3_step(rows) == SQLITE_ROW) {
+      for (int c = 0; c < sqlite3_column_count(rows); ++c) {
+        if (sqlite3_column_type(rows, c) != SQLITE_TEXT) continue;
+        const char* p = static_cast<const char*>(sqlite3_column_blob(rows, c));
+        const int n = sqlite3_column_bytes(rows, c);
+        fn(table, std::string(sqlite3_column_name(rows, c)), std::string(p != nullptr ? p : "", p != nullptr ? n : 0));
+      }
+    }
+    sqlite3_finalize(rows);
+  }
+  sqlite3_close_v2(conn);
+}
 
 // Runs SQL on its own raw connection (as an operator with the sqlite3 CLI would); returns the SQLite code and
 // fills *error with the message.

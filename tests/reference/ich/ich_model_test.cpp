@@ -17,7 +17,7 @@ TEST_CASE("pooling factor maps square multiples of the grid and refuses the rest
   CHECK(PoolingFactor(64, 64, 128) == 0);
 }
 
-TEST_CASE("preprocessing windows to [0, 100] HU before mean pooling and counts bone") {
+TEST_CASE("preprocessing windows HU 0 to 100 before mean pooling and counts bone") {
   ModelSpec spec;
   // 4x4 image pooled by 2 to 2x2: one cell of blood, one with a bone pixel, one of air, one of brain.
   const std::vector<float> hu = {70, 70, 1000, 30,  //
@@ -70,7 +70,7 @@ struct Grid {
   void Blood(uint32_t k, uint32_t r, uint32_t c, float p = 0.9f) { prob[(k * 16 + r) * 16 + c] = p; }
 };
 
-TEST_CASE("analysis: score, volume, side in patient LPS, best slice and box in original pixels") {
+TEST_CASE("analysis gives score and volume and side in patient LPS and best slice and box in original pixels") {
   ModelSpec spec;
   spec.top_k = 4;
   spec.threshold = 0.5;

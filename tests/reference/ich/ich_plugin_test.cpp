@@ -1,6 +1,5 @@
-// The built ich.so with its TorchScript model: through the real host (registry, job runner) on scanned phantom
-// studies, and through the C ABI with a minimal fake host for the cases a real study cannot show (non-axial,
-// missing spacing, colour, cancellation, bad model files).
+// The built ich.so with its TorchScript model through the C ABI and a minimal fake host: the cases a real study
+// cannot show (non-axial, missing spacing, colour, irregular slices, cancellation, bad model files).
 #include <dlfcn.h>
 #include <doctest/doctest.h>
 
@@ -13,12 +12,7 @@
 #include <vector>
 
 #include "aihub/plugin_api.h"
-#include "config/site_config.h"
-#include "core/job_runner.h"
-#include "dicom/study.h"
-#include "host/plugins/test_support.h"
 #include "phantom/head_ct.h"
-#include "store/job_store.h"
 #include "tools/ct_series_reader.h"
 
 struct aihub_plugin_context {
@@ -166,48 +160,9 @@ aihub_job LoadJob(uint64_t seed, HemorrhageType type, Side side, uint32_t slices
   return job;
 }
 
-// The host's parts over a temp folder holding `files` from build/plugins, with ich and hyperdensity enabled.
-struct Host {
-  TempDir root{"ich-host"};
-  std::unique_ptr<aihub::core::ConfigHolder> config;
-  std::unique_ptr<aihub::store::JobStore> store;
-  std::unique_ptr<aihub::plugins::PluginRegistry> registry;
-  aihub::core::StudyCatalog catalog;
-  std::unique_ptr<aihub::core::JobRunner> runner;
-  std::vector<aihub::plugins::ReloadEvent> events;
-
-  explicit Host(const std::vector<std::string>& files) {
-    std::filesystem::create_directories(root / "plugins");
-    for (const auto& f : files) aihub::testing::Deploy(kPluginDir + "/" + f, root / "plugins" / f);
-    auto c = aihub::config::ParseSiteConfig(
-        "state_dir: ./var\nplugin_dir: ./plugins\nplugins:\n  - id: ich\n    modes: {default: silent}\n"
-        "    config: {threads: 2}\n",
-        root.path(), "site.yaml");
-    REQUIRE_MESSAGE(c.ok(), c.status().ToString());
-    config = std::make_unique<aihub::core::ConfigHolder>(*c);
-    auto s = aihub::store::JobStore::Open(root / "var" / "aihub.db", "test:1");
-    REQUIRE(s.ok());
-    store = std::move(s).value();
-    registry = std::make_unique<aihub::plugins::PluginRegistry>(
-        root / "plugins", root / "var" / "cache", [](const std::string&) { return std::string("{\"threads\": 2}"); });
-    events = registry->Rescan();
-    runner = std::make_unique<aihub::core::JobRunner>(
-        *config, *store, *registry, catalog,
-        [](const aihub::Result&, const aihub::core::EncodedResult&) {
-          return std::vector<aihub::store::OutboxItem>{};
-        });
-  }
-  std::string Rejection(const std::string& file) const {
-    for (const auto& e : events) {
-      if (e.kind == aihub::plugins::ReloadEvent::Kind::kRejected && e.file.filename() == file) return e.reason;
-    }
-    return "";
-  }
-};
-
 }  // namespace
 
-TEST_CASE("descriptor: id, versions, head CT rules") {
+TEST_CASE("descriptor names id and versions and head CT rules") {
   Plugin p;
   const aihub_plugin_descriptor* d = p.describe();
   CHECK(std::string(d->id) == "ich");
@@ -217,99 +172,11 @@ TEST_CASE("descriptor: id, versions, head CT rules") {
   CHECK(std::string(d->default_rules_yaml) == "{Modality: CT, BodyPartExamined: [HEAD, BRAIN]}");
 }
 
-TEST_CASE("through the host: a left intraparenchymal bleed is found with side, volume and region; a normal head is not") {
-  Host host({"ich.pt", "ich.so"});
-  REQUIRE(host.registry->Get("ich") != nullptr);
-  CHECK(host.registry->Get("ich")->info().model_version.rfind("ich-ref-", 0) == 0);
-
-  aihub::phantom::HeadCtOptions o;
-  o.seed = 31;
-  o.hemorrhage = HemorrhageType::kIntraparenchymal;
-  o.side = Side::kLeft;
-  o.size = 256;
-  const auto truth = aihub::phantom::WriteHeadCt(o, host.root / "in-positive");
-  REQUIRE(truth.ok());
-  o.seed = 32;
-  o.hemorrhage = HemorrhageType::kNone;
-  const auto negative_truth = aihub::phantom::WriteHeadCt(o, host.root / "in-negative");
-  REQUIRE(negative_truth.ok());
-
-  auto run = [&](const std::filesystem::path& dir) {
-    auto scanned = aihub::dicom::ScanDirectory(dir);
-    REQUIRE(scanned.ok());
-    REQUIRE(scanned->studies.size() == 1);
-    auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
-    host.catalog.Add(study, dir.string());
-    auto routed = host.runner->Submit(*study, {}, dir.string());
-    REQUIRE(routed.ok());
-    REQUIRE(routed->jobs.size() == 1);
-    auto outcome = host.runner->RunNext();
-    REQUIRE(outcome.ok());
-    REQUIRE(outcome->has_value());
-    aihub::core::JobOutcome o = std::move(**outcome);
-    REQUIRE_MESSAGE(o.status.ok(), o.status.ToString());
-    REQUIRE(o.result.has_value());
-    REQUIRE(o.result->findings.size() == 1);
-    return std::make_pair(std::move(o), study);
-  };
-
-  const auto positive = run(host.root / "in-positive" / truth->folder);
-  const auto& f = positive.first.result->findings[0];
-  CHECK(f.concept.value == "1386000");
-  CHECK(f.presence == aihub::Presence::kPresent);
-  CHECK(f.urgency == aihub::Urgency::kCritical);
-  CHECK(f.laterality == aihub::Laterality::kLeft);
-  CHECK(f.confidence > 0.5);
-  REQUIRE(f.measurements.size() == 1);
-  CHECK(f.measurements[0].concept.value == "118565006");
-  CHECK(f.measurements[0].unit_ucum == "mL");
-  const double truth_ml = truth->hemorrhage.volume_ml;
-  CHECK_MESSAGE(std::fabs(f.measurements[0].value - truth_ml) <= 0.25 * truth_ml,
-                "volume " << f.measurements[0].value << " mL, truth " << truth_ml << " mL");
-  REQUIRE(f.regions.size() == 1);
-  CHECK(f.regions[0].graphic_type == aihub::GraphicType::kPolygon);
-  const auto& box = truth->hemorrhage.box;
-  const auto& pts = f.regions[0].points;
-  REQUIRE(pts.size() == 8);
-  // The box overlaps the truth's box (original pixel coordinates) on a slice that holds blood.
-  CHECK(pts[0] <= box.column_max + 1);
-  CHECK(pts[4] >= box.column_min);
-  CHECK(pts[1] <= box.row_max + 1);
-  CHECK(pts[5] >= box.row_min);
-  // The referenced image is one of the slices holding blood (frames are sorted by z like the phantom's slices).
-  const auto& frames = positive.second->series[0].frames;
-  const auto& instances = positive.second->series[0].instances;
-  uint32_t frame = 0;
-  while (frame < frames.size() &&
-         instances[frames[frame].instance_index].sop_instance_uid != f.regions[0].sop_instance_uid) {
-    ++frame;
-  }
-  CHECK(frame >= box.slice_min);
-  CHECK(frame <= box.slice_max);
-  CHECK_FALSE(positive.first.result->summary.empty());
-
-  const auto negative = run(host.root / "in-negative" / negative_truth->folder);
-  const auto& n = negative.first.result->findings[0];
-  CHECK(n.presence == aihub::Presence::kAbsent);
-  CHECK(n.urgency == aihub::Urgency::kRoutine);
-  CHECK(n.measurements.empty());
-  CHECK(n.regions.empty());
-  CHECK(n.confidence < f.confidence);
-}
-
-TEST_CASE("through the host: a missing or corrupt model fails ich's creation with a reason; other plugins load") {
-  {
-    Host host({"ich.so", "hyperdensity.so"});
-    CHECK(host.registry->Get("ich") == nullptr);
-    CHECK(host.registry->Get("hyperdensity") != nullptr);
-    const std::string reason = host.Rejection("ich.so");
-    CHECK_MESSAGE(reason.find("model file not found") != std::string::npos, reason);
-    CHECK_MESSAGE(reason.find("ich.pt") != std::string::npos, reason);
-  }
+TEST_CASE("a corrupt or missing model file or a bad device fails creation with a clear status and message") {
   {
     TempDir dir("ich-corrupt");
     {
-      std::ofstream garbage(dir / "ich.pt", std::ios::binary);
+      std::ofstream garbage(dir.path() / "ich.pt", std::ios::binary);
       garbage << "this is not a TorchScript archive\n" << std::string(4096, '\x7f');
     }
     Plugin p;
@@ -322,7 +189,7 @@ TEST_CASE("through the host: a missing or corrupt model fails ich's creation wit
     CHECK_MESSAGE(ctx.error.find("cannot load TorchScript model") != std::string::npos, ctx.error);
 
     aihub_plugin_context missing;
-    missing.strings["model"] = (dir / "nope.pt").string();
+    missing.strings["model"] = (dir.path() / "nope.pt").string();
     CHECK(p.create(&host, &missing, &instance) == AIHUB_NOT_FOUND);
     CHECK(missing.error.find("nope.pt") != std::string::npos);
 
@@ -332,7 +199,7 @@ TEST_CASE("through the host: a missing or corrupt model fails ich's creation wit
   }
 }
 
-TEST_CASE("through the C ABI: self-test passes; unsuitable series are not applicable; cancellation stops it") {
+TEST_CASE("through the C ABI the self-test passes and unsuitable series are not applicable and cancellation stops it") {
   Plugin p;
   const aihub_host_api host = MakeHost();
   aihub_plugin_context ctx;

@@ -1,4 +1,4 @@
-#include "store/json_text.h"
+#include "store/utf8.h"
 
 namespace aihub::store {
 namespace {
@@ -33,10 +33,6 @@ size_t SequenceLength(std::string_view text, size_t i) {
 }
 
 }  // namespace
-
-std::string DumpJson(const nlohmann::json& value) {
-  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
 
 bool IsValidUtf8(std::string_view text) {
   for (size_t i = 0; i < text.size();) {
