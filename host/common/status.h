@@ -38,6 +38,7 @@ inline Status Internal(std::string m) { return Status(AIHUB_INTERNAL, std::move(
 inline Status DataLoss(std::string m) { return Status(AIHUB_DATA_LOSS, std::move(m)); }
 inline Status ResourceExhausted(std::string m) { return Status(AIHUB_RESOURCE_EXHAUSTED, std::move(m)); }
 inline Status Unavailable(std::string m) { return Status(AIHUB_UNAVAILABLE, std::move(m)); }
+inline Status Aborted(std::string m) { return Status(AIHUB_ABORTED, std::move(m)); }
 inline Status OutOfRange(std::string m) { return Status(AIHUB_OUT_OF_RANGE, std::move(m)); }
 
 // A value or the status saying why there is none.

@@ -1,6 +1,8 @@
 #include "core/job_runner.h"
 
 #include <chrono>
+#include <condition_variable>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -240,9 +242,65 @@ void JobRunner::ForgetStudyIfDone(const std::string& study_uid) {
 
 Status JobRunner::Fail(const store::JobRecord& job, const Status& why, JobOutcome* outcome) {
   outcome->status = why;
+  if (cancel_) {
+    // The host is stopping and asked the plugin to stop: the job did not fail; it runs again at the next start
+    // without losing an attempt.
+    LogInfo("jobs", job.job_key + " released: the host is stopping");
+    return store_.ReleaseJob(job.lease(), "host stopping: " + why.ToString());
+  }
   LogWarning("jobs", job.job_key + " failed: " + why.ToString());
-  return store_.FailJob(job.id, why.ToString(), IsRetryable(why.code()));
+  return store_.FailJob(job.lease(), why.ToString(), IsRetryable(why.code()));
 }
+
+// Renews the job's lease every lease/3 while the plugin runs, and turns a host stop or a lost lease into the
+// plugin's cancellation flag.
+class JobRunner::LeaseKeeper {
+ public:
+  LeaseKeeper(store::JobStore& store, const store::JobRecord& job, std::chrono::seconds lease,
+              const std::atomic<bool>& host_cancel)
+      : store_(store), lease_(job.lease()), key_(job.job_key), duration_(lease), host_cancel_(host_cancel),
+        thread_([this] { Loop(); }) {}
+  ~LeaseKeeper() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  const std::atomic<bool>* cancel_flag() const { return &cancel_; }
+  bool lease_lost() const { return lease_lost_; }
+
+ private:
+  void Loop() {
+    const auto renew_every = std::max<std::chrono::milliseconds>(duration_ / 3, std::chrono::milliseconds(100));
+    auto next_renewal = std::chrono::steady_clock::now() + renew_every;
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!done_) {
+      wake_.wait_for(lock, std::chrono::milliseconds(100));
+      if (host_cancel_) cancel_ = true;
+      if (done_ || std::chrono::steady_clock::now() < next_renewal) continue;
+      next_renewal += renew_every;
+      if (Status st = store_.RenewLease(lease_, duration_); !st.ok()) {
+        LogError("jobs", key_ + ": lease renewal failed, cancelling the plugin: " + st.ToString());
+        lease_lost_ = true;
+        cancel_ = true;
+      }
+    }
+  }
+
+  store::JobStore& store_;
+  const store::JobLease lease_;
+  const std::string key_;
+  const std::chrono::seconds duration_;
+  const std::atomic<bool>& host_cancel_;
+  std::atomic<bool> cancel_{false};
+  std::atomic<bool> lease_lost_{false};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool done_ = false;
+  std::thread thread_;  // last: started once everything above is initialised
+};
 
 JobOutcome JobRunner::Run(const store::JobRecord& job) {
   JobOutcome outcome;
@@ -278,17 +336,23 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
     if (!plugin) return report(Unavailable("plugin " + job.plugin_id + " is not loaded"));
     const plugins::PluginInfo& active = plugin->info();
     if (active.so_sha256 != job.so_sha256) {
-      if (Status st = store_.RepinJob(job.id, active.version, active.model_version, active.so_sha256); !st.ok()) {
+      if (Status st = store_.RepinJob(job.lease(), active.version, active.model_version, active.so_sha256); !st.ok()) {
         return report(st);
       }
     }
   }
 
+  // Where the study's files are: known in memory when this process routed it, else as the store recorded it
+  // (a job resumed after a restart can run before its folder is seen again).
   std::string source;
   {
     std::lock_guard<std::mutex> lock(sources_mutex_);
     auto it = sources_.find(job.study_instance_uid);
     if (it != sources_.end()) source = it->second;
+  }
+  if (source.empty()) {
+    auto recorded = store_.GetStudy(job.study_instance_uid);
+    if (recorded.ok() && recorded->has_value()) source = (*recorded)->source;
   }
   auto study = catalog_.Find(job.study_instance_uid, source);
   if (!study.ok()) return report(Unavailable(study.status().message()));
@@ -323,9 +387,20 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
   const plugins::PluginInfo& info = plugin->info();
   plugins::JobOutput output;
   const auto started = std::chrono::steady_clock::now();
-  Status executed = plugin->Execute(input, &output, &cancel_);
+  Status executed;
+  bool lease_lost = false;
+  {
+    LeaseKeeper keeper(store_, job, std::chrono::seconds(config_.Get()->host.job_lease_seconds), cancel_);
+    executed = plugin->Execute(input, &output, keeper.cancel_flag());
+    lease_lost = keeper.lease_lost();
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   outcome.execute_seconds = seconds;
+  if (lease_lost) {
+    // Another claim owns the job now (this host was presumed dead); its outcome is not ours to record.
+    outcome.status = Aborted(job.job_key + ": lease lost while the plugin ran");
+    return outcome;
+  }
   if (!executed.ok()) return report(executed);
 
   Result result;
@@ -358,16 +433,15 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
   encoded.fhir = compose::EncodeFhirBundle(result);
   encoded.oru = compose::EncodeOru(result);
 
-  if (Status st = store_.CompleteJob(job.id, DumpJson(compose::ToJson(result)), result.sr_sop_instance_uid); !st.ok()) {
-    outcome.status = st;
+  // The result and its deliveries are stored in one transaction: a succeeded job always has its outbox rows.
+  std::vector<store::OutboxItem> deliveries = planner_ ? planner_(result, encoded) : std::vector<store::OutboxItem>{};
+  if (Status st = store_.CompleteJob(job.lease(), DumpJson(compose::ToJson(result)), result.sr_sop_instance_uid,
+                                     deliveries);
+      !st.ok()) {
+    // Nothing was stored. Retried like a transient failure; if even that cannot be written, the job stays
+    // claimed and is recovered at the next start.
     LogError("jobs", job.job_key + ": cannot store the result: " + st.ToString());
-    return outcome;
-  }
-  for (store::OutboxItem& item : planner_ ? planner_(result, encoded) : std::vector<store::OutboxItem>{}) {
-    item.job_id = job.id;
-    if (Status st = store_.Enqueue(item); !st.ok()) {
-      LogError("jobs", job.job_key + ": cannot enqueue delivery " + item.idempotency_key + ": " + st.ToString());
-    }
+    return report(Unavailable("cannot store the result: " + st.message()));
   }
   finished();
   LogInfo("jobs", job.job_key + " succeeded in " + std::to_string(seconds) + " s with " +

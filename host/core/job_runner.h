@@ -27,7 +27,6 @@ namespace aihub::core {
 class StudyCatalog {
  public:
   void Add(std::shared_ptr<const dicom::Study> study);
-  void Add(std::shared_ptr<const dicom::Study> study, const std::string& /*unused*/) { Add(std::move(study)); }
   // Drops a study whose jobs have all ended (a daemon must not keep every study it ever saw).
   void Remove(const std::string& study_uid);
   // The study, re-scanning its recorded source folder when it is not in memory (e.g. after a restart).
@@ -73,6 +72,7 @@ class JobRunner {
   void Cancel() { cancel_ = true; }
 
  private:
+  class LeaseKeeper;
   StatusOr<RouteDecision> SubmitImpl(const dicom::Study& study, const StudyContext& context,
                                      const std::string& source);
   JobOutcome Run(const store::JobRecord& job);

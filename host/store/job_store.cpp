@@ -562,6 +562,15 @@ Status JobStore::UpsertStudy(const StudyRecord& study) {
   return txn.Commit();
 }
 
+StatusOr<std::optional<StudyRecord>> JobStore::GetStudy(const std::string& study_instance_uid) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  ASSIGN_OR_RETURN(s, impl_->db->Prepare("SELECT source, tags_json FROM studies WHERE study_instance_uid = ?1"));
+  s.Bind(1, study_instance_uid);
+  ASSIGN_OR_RETURN(row, s.Step());
+  if (!row) return std::optional<StudyRecord>();
+  return std::optional<StudyRecord>(StudyRecord{study_instance_uid, s.Text(0), s.Text(1)});
+}
+
 StatusOr<int64_t> JobStore::CreateJob(const NewJob& job) {
   if (job.study_instance_uid.empty() || job.plugin_id.empty() || job.plugin_version.empty()) {
     return InvalidArgument("job needs a study uid, a plugin id and a plugin version");
@@ -858,6 +867,25 @@ Status JobStore::Impl::FailJob(int64_t job_id, const std::optional<std::string>&
     json dead = {{"job_id", job_id}, {"reason", "attempts exhausted"}, {"attempts", job.attempts}, {"error", error}};
     RETURN_IF_ERROR(AppendAudit(kActor, "job.dead", job.job_key, DumpJson(dead)));
   }
+  return txn.Commit();
+}
+
+Status JobStore::ReleaseJob(const JobLease& lease, const std::string& reason_in) {
+  const std::string reason = SanitizeUtf8(reason_in);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Db& db = *impl_->db;
+  Transaction txn(db);
+  RETURN_IF_ERROR(txn.Begin());
+  ASSIGN_OR_RETURN(job, impl_->HeldJob(lease.job_id, lease.token));
+  const int64_t now = impl_->NowMs();
+  {
+    // The claim did not count: the job was stopped, it did not fail.
+    ASSIGN_OR_RETURN(s, db.Prepare("UPDATE jobs SET state = 'pending', attempts = MAX(attempts - 1, 0), "
+                                   "lease_until = NULL, next_attempt_at = ?2, updated_at = ?2 WHERE id = ?1"));
+    RETURN_IF_ERROR(s.Bind(1, lease.job_id).Bind(2, now).Run());
+  }
+  json detail = {{"job_id", lease.job_id}, {"reason", reason}, {"attempts", std::max(job.attempts - 1, 0)}};
+  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "job.released", job.job_key, DumpJson(detail)));
   return txn.Commit();
 }
 

@@ -182,6 +182,9 @@ class JobStore {
   // when retryable and attempts < max_attempts ("job.failed"), else failed (not retryable, e.g. not applicable
   // / invalid plugin output; "job.failed") or dead (attempts exhausted; "job.dead"). `error` may hold any
   // bytes (plugin text): invalid UTF-8 is stored as U+FFFD.
+  // Puts a running job this claim holds back to pending at once, without counting the attempt (the host is
+  // shutting down and asked the plugin to stop: the job did not fail). Audited "job.released".
+  Status ReleaseJob(const JobLease& lease, const std::string& reason);
   Status FailJob(const JobLease& lease, const std::string& error, bool retryable);
 
   // Transitional forms by job id (to be removed once callers pass a JobLease): they accept the job while its
@@ -197,6 +200,8 @@ class JobStore {
 
   StatusOr<JobRecord> GetJob(int64_t job_id) const;
   StatusOr<std::vector<JobRecord>> ListJobs(const std::string& study_instance_uid = "") const;
+  // The study as last upserted (where its files are, its tags), or nullopt.
+  StatusOr<std::optional<StudyRecord>> GetStudy(const std::string& study_instance_uid) const;
   StatusOr<std::optional<std::string>> GetResult(int64_t job_id) const;
 
   // Outbox.

@@ -957,3 +957,42 @@ TEST_CASE("a renewed lease is not recovered, an unrenewed one is") {
 
 }  // namespace
 }  // namespace aihub::store
+
+namespace aihub::store {
+
+TEST_CASE("ReleaseJob puts a stopped job back at once without counting the attempt") {
+  testing::TempDir dir;
+  auto store = MustOpen(dir.db());
+  MustCreate(*store, MakeJob("9.1"));
+  auto claimed = store->ClaimJob(std::chrono::seconds(60));
+  REQUIRE(claimed.ok());
+  REQUIRE(claimed->has_value());
+  const JobRecord job = **claimed;
+  REQUIRE(job.attempts == 1);
+
+  JobLease stale = job.lease();
+  stale.token = "not-the-token";
+  CHECK(store->ReleaseJob(stale, "x").code() == AIHUB_FAILED_PRECONDITION);
+
+  REQUIRE(store->ReleaseJob(job.lease(), "host stopping").ok());
+  auto after = store->GetJob(job.id);
+  REQUIRE(after.ok());
+  CHECK(after->state == JobState::kPending);
+  CHECK(after->attempts == 0);
+  auto again = store->ClaimJob(std::chrono::seconds(60));  // runnable now: no backoff
+  REQUIRE(again.ok());
+  REQUIRE(again->has_value());
+  CHECK((**again).id == job.id);
+  CHECK(store->ReleaseJob(job.lease(), "old claim").code() == AIHUB_FAILED_PRECONDITION);
+
+  auto audit = store->ReadAudit();
+  REQUIRE(audit.ok());
+  bool released = false;
+  for (const AuditEntry& e : *audit) released |= e.action == "job.released";
+  CHECK(released);
+  auto v = VerifyAudit(dir.db());
+  REQUIRE(v.ok());
+  CHECK(v->ok);
+}
+
+}  // namespace aihub::store

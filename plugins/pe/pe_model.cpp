@@ -1,0 +1,214 @@
+#include "pe_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <stdexcept>
+
+#include "aihub_ref/components.h"
+#include "aihub_ref/contour.h"
+#include "aihub_ref/model_metadata.h"
+
+namespace aihub::pe {
+
+std::string ParseModelMetadata(const std::string& json, ModelSpec& out) {
+  using aihub_ref::JsonNumber;
+  ModelSpec spec = out;  // `out` changes only when every value is valid
+  spec.grid = static_cast<uint32_t>(JsonNumber(json, "grid", spec.grid, 16, 1024));
+  if (spec.grid % 4 != 0) throw std::invalid_argument("model metadata: grid must be a multiple of 4");
+  spec.cell_z_mm = JsonNumber(json, "cell_z_mm", spec.cell_z_mm, 0.25, 20);
+  spec.vessel_lo_hu = JsonNumber(json, "vessel_lo_hu", spec.vessel_lo_hu, -2000, 4000);
+  spec.vessel_hi_hu = JsonNumber(json, "vessel_hi_hu", spec.vessel_hi_hu, -2000, 4000);
+  if (!(spec.vessel_hi_hu > spec.vessel_lo_hu)) {
+    throw std::invalid_argument("model metadata: vessel_hi_hu must exceed vessel_lo_hu");
+  }
+  spec.lung_hu = JsonNumber(json, "lung_hu", spec.lung_hu, -2000, 4000);
+  if (JsonNumber(json, "classes", kClassCount, 1, 1000) != kClassCount) {
+    throw std::invalid_argument("model metadata: the model must have 7 output classes");
+  }
+  spec.top_k = static_cast<uint32_t>(JsonNumber(json, "top_k", spec.top_k, 1, 100000));
+  spec.voxel_threshold = JsonNumber(json, "voxel_threshold", spec.voxel_threshold, 0, 1);
+  spec.volume_floor = JsonNumber(json, "volume_floor", spec.volume_floor, 0, 1);
+  spec.threshold = JsonNumber(json, "threshold", spec.threshold, 0, 1);
+  out = spec;
+  return aihub_ref::JsonValue(json, "model_version");
+}
+
+void PreprocessSlice(const float* hu, uint32_t size, uint32_t factor, const ModelSpec& spec, float* vessel_out,
+                     float* lung_out) {
+  const auto lo = static_cast<float>(spec.vessel_lo_hu);
+  const auto width = static_cast<float>(spec.vessel_hi_hu - spec.vessel_lo_hu);
+  const auto lung = static_cast<float>(spec.lung_hu);
+  aihub_ref::PoolSlice(hu, size, factor, [&](float v) { return std::clamp((v - lo) / width, 0.0f, 1.0f); },
+                       vessel_out);
+  aihub_ref::PoolSlice(hu, size, factor, [&](float v) { return v < lung ? 1.0f : 0.0f; }, lung_out);
+}
+
+double MediastinumMaxHu(const float* hu, uint32_t size, uint32_t factor, double pixel_mm, double half_width_mm,
+                        double anterior_mm, double posterior_mm) {
+  const uint32_t grid = size / factor;
+  const double cell_mm = factor * pixel_mm, centre = grid / 2.0;
+  double best = -1e9;
+  for (uint32_t gr = 0; gr < grid; ++gr) {
+    const double y = (gr + 0.5 - centre) * cell_mm;  // + toward the patient's back (rows run anterior -> posterior)
+    if (y < -anterior_mm || y > posterior_mm) continue;
+    for (uint32_t gc = 0; gc < grid; ++gc) {
+      const double x = (gc + 0.5 - centre) * cell_mm;
+      if (std::fabs(x) > half_width_mm) continue;
+      double sum = 0;
+      for (uint32_t dr = 0; dr < factor; ++dr) {
+        const float* row = hu + static_cast<size_t>(gr * factor + dr) * size + static_cast<size_t>(gc) * factor;
+        for (uint32_t dc = 0; dc < factor; ++dc) sum += row[dc];
+      }
+      best = std::max(best, sum / (static_cast<double>(factor) * factor));
+    }
+  }
+  return best;
+}
+
+const char* SiteName(Site site) {
+  switch (site) {
+    case Site::kMain:
+      return "main pulmonary artery";
+    case Site::kRightPulmonary:
+      return "right pulmonary artery";
+    case Site::kLeftPulmonary:
+      return "left pulmonary artery";
+    case Site::kRightLobar:
+      return "right lobar pulmonary artery";
+    case Site::kLeftLobar:
+      return "left lobar pulmonary artery";
+    case Site::kNone:
+      break;
+  }
+  return "";
+}
+
+namespace {
+
+// A side from the clot class masses of one region: a saddle (main) clot spans both sides.
+Side SideOf(const std::array<double, kClassCount>& m) {
+  const double right = m[kClassClotRight] + m[kClassClotRightLobar];
+  const double left = m[kClassClotLeft] + m[kClassClotLeftLobar];
+  if (m[kClassClotMain] >= std::max(right, left) && m[kClassClotMain] > 0) return Side::kBilateral;
+  if (right == 0 && left == 0) return Side::kNone;
+  return right > left ? Side::kRight : Side::kLeft;
+}
+
+Side Combine(Side a, Side b) {
+  if (a == Side::kNone) return b;
+  if (b == Side::kNone || a == b) return a;
+  return Side::kBilateral;
+}
+
+}  // namespace
+
+Analysis Analyze(const std::vector<float>& prob, const GridGeometry& g, const ModelSpec& spec) {
+  const size_t plane = static_cast<size_t>(g.grid) * g.grid;
+  const size_t n = plane * g.cells;
+  if (n == 0 || prob.size() != kClassCount * n || g.center_slice.size() != g.cells) {
+    throw std::invalid_argument("probability map size does not match the grid");
+  }
+  Analysis a;
+  std::vector<float> clot(n);
+  for (size_t i = 0; i < n; ++i) {
+    float p = 0;
+    for (uint32_t c = kClassClotMain; c < kClassCount; ++c) p += prob[c * n + i];
+    clot[i] = std::clamp(p, 0.0f, 1.0f);
+  }
+  // Presence score: mean of the top_k clot probabilities (a single voxel is too noisy to decide on).
+  const size_t k = std::min<size_t>(spec.top_k, n);
+  std::vector<float> top(clot);
+  std::nth_element(top.begin(), top.begin() + static_cast<std::ptrdiff_t>(k - 1), top.end(), std::greater<float>());
+  double sum = 0;
+  for (size_t i = 0; i < k; ++i) sum += top[i];
+  a.score = std::clamp(sum / k, 0.0, 1.0);
+  a.present = a.score >= spec.threshold;
+
+  // Volumes: soft sums (a cell half filled by clot scores about 0.5 and counts half), cut below volume_floor so
+  // the faint background over a million cells does not add up.
+  const double cell_ml = g.factor * g.pixel_mm * g.factor * g.pixel_mm * g.cell_z_mm / 1000.0;
+  const auto floor = static_cast<float>(spec.volume_floor);
+  double clot_sum = 0, lumen_sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (clot[i] >= floor) {
+      clot_sum += clot[i];
+      for (uint32_t c = kClassClotMain; c < kClassCount; ++c) a.class_mass[c] += prob[c * n + i];
+    }
+    const float lumen = prob[kClassLumen * n + i];
+    if (lumen >= floor) lumen_sum += lumen;
+  }
+  a.volume_ml = clot_sum * cell_ml;
+  a.lumen_ml = lumen_sum * cell_ml;
+  a.burden_percent = clot_sum > 0 ? 100.0 * clot_sum / (clot_sum + lumen_sum) : 0.0;
+  if (!a.present) return a;
+
+  // Site: the most proximal level holding at least 20 % of the clot.
+  const double total = clot_sum;
+  auto involved = [&](uint32_t c) { return total > 0 && a.class_mass[c] >= 0.2 * total; };
+  const auto& m = a.class_mass;
+  if (involved(kClassClotMain)) {
+    a.site = Site::kMain;
+  } else if (involved(kClassClotRight) || involved(kClassClotLeft)) {
+    a.site = m[kClassClotRight] >= m[kClassClotLeft] ? Site::kRightPulmonary : Site::kLeftPulmonary;
+  } else if (total > 0) {
+    a.site = m[kClassClotRightLobar] >= m[kClassClotLeftLobar] ? Site::kRightLobar : Site::kLeftLobar;
+  }
+
+  // Side: per clot component (26-connected, p >= voxel_threshold) from its own class masses; components under
+  // a tenth of the largest are ignored as speckle.
+  const auto vt = static_cast<float>(spec.voxel_threshold);
+  std::vector<uint8_t> mask(n);
+  for (size_t i = 0; i < n; ++i) mask[i] = clot[i] >= vt ? 1 : 0;
+  std::vector<int32_t> labels;
+  const std::vector<aihub_ref::Component> comps = aihub_ref::LabelComponents(mask, g.cells, g.grid, g.grid, &labels);
+  std::vector<std::array<double, kClassCount>> comp_mass(comps.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (labels[i] == 0) continue;
+    ++a.clot_voxels;
+    for (uint32_t c = kClassClotMain; c < kClassCount; ++c) comp_mass[labels[i] - 1][c] += prob[c * n + i];
+  }
+  uint64_t largest = 0;
+  size_t largest_index = 0;
+  for (size_t c = 0; c < comps.size(); ++c) {
+    if (comps[c].voxels > largest) largest = comps[c].voxels, largest_index = c;
+  }
+  for (size_t c = 0; c < comps.size(); ++c) {
+    if (comps[c].voxels * 10 < largest) continue;
+    ++a.components;
+    a.side = Combine(a.side, SideOf(comp_mass[c]));
+  }
+  if (a.side == Side::kNone) a.side = SideOf(a.class_mass);  // clot below voxel_threshold everywhere
+  if (comps.empty()) return a;
+
+  const aihub_ref::Component& big = comps[largest_index];
+  const double f = g.factor;
+  const double along_rows = (big.centroid[2] * f + (f - 1) / 2) * g.pixel_mm;     // along a row: columns
+  const double along_columns = (big.centroid[1] * f + (f - 1) / 2) * g.pixel_mm;  // down a column: rows
+  const double along_normal = (big.centroid[0] + 0.5) * g.cell_z_mm - g.slice_spacing_mm / 2;
+  for (int d = 0; d < 3; ++d) {
+    a.centroid_lps[d] = g.origin[d] + along_rows * g.row_dir[d] + along_columns * g.column_dir[d] +
+                        along_normal * g.normal[d];
+  }
+
+  // Region: outline of the largest clot area on the z cell with the most clot, on that cell's central frame.
+  std::vector<uint64_t> per_cell(g.cells, 0);
+  for (size_t i = 0; i < n; ++i) per_cell[i / plane] += mask[i];
+  a.best_cell = static_cast<uint32_t>(std::max_element(per_cell.begin(), per_cell.end()) - per_cell.begin());
+  a.best_frame = g.center_slice[a.best_cell];
+  std::vector<uint8_t> slice(mask.begin() + static_cast<std::ptrdiff_t>(a.best_cell * plane),
+                             mask.begin() + static_cast<std::ptrdiff_t>((a.best_cell + 1) * plane));
+  std::vector<int32_t> slice_labels;
+  const auto areas = aihub_ref::LabelComponents(slice, 1, g.grid, g.grid, &slice_labels);
+  if (!areas.empty()) {
+    const auto biggest = static_cast<int32_t>(
+        std::max_element(areas.begin(), areas.end(),
+                         [](const aihub_ref::Component& x, const aihub_ref::Component& y) { return x.voxels < y.voxels; }) -
+        areas.begin() + 1);
+    for (size_t i = 0; i < plane; ++i) slice[i] = slice_labels[i] == biggest ? 1 : 0;
+    a.contour = aihub_ref::TraceOuterContour(slice, g.grid, g.grid, static_cast<float>(g.factor));
+  }
+  return a;
+}
+
+}  // namespace aihub::pe
