@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package aihub needs to build, test and run its demo. Idempotent.
+# Usage: packaging/install-deps.sh [--training]
 # Run as root (CI) or with sudo available.
 set -euo pipefail
 
@@ -11,9 +12,16 @@ packages=(
   libdcmtk-dev dcmtk
   libyaml-cpp-dev nlohmann-json3-dev libsqlite3-dev libssl-dev
   doctest-dev
+  # libtorch (CPU) for the reference model plugins; only plugins link it, never the host
+  libtorch-dev
   # real peers and validators used by tests and the demo
   sqlite3 dicom3tools python3 python3-hl7
 )
+
+# `--training` adds what the reference models' training scripts need (plugins/*/train.py).
+if [ "${1:-}" = "--training" ]; then
+  packages+=(python3-torch python3-numpy)
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

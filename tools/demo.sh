@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 bash packaging/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
-cmake --build build -j"$(nproc)" --target aihubd aihub-phantom hyperdensity
+cmake --build build -j"$(nproc)" --target aihubd aihub-phantom reference_plugins
 
 rm -rf build/demo
 build/bin/aihub-phantom head-ct --out build/demo/input --seed 7 --hemorrhage intraparenchymal --side left

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/utf8.h"  // ReplaceInvalidUtf8, used by every encoder
 #include "compose/result.h"
 
 namespace aihub::compose {
@@ -14,11 +15,6 @@ namespace aihub::compose {
 // (precision is dropped to fit, e.g. for DICOM DS which allows 16). Non-finite values give "0".
 std::string FormatNumber(double value, size_t max_chars = 24);
 
-// `text` with every ill-formed UTF-8 sequence replaced by U+FFFD (one per maximal subpart, as Unicode ch. 3
-// recommends): overlongs, surrogates, code points above U+10FFFF, stray continuation bytes and truncated
-// sequences. Plugin text is untrusted, while the SR (ISO_IR 192), FHIR JSON and HL7 (MSH-18 UNICODE UTF-8) all
-// declare UTF-8, so every encoder passes its text through here.
-std::string ReplaceInvalidUtf8(std::string_view text);
 
 // Confidence [0, 1] as a percentage rounded to 1e-4 %, so 0.93 prints "93", not "93.00000000000001".
 double ConfidencePercent(double confidence);

@@ -22,10 +22,6 @@ OFCondition LoadHeader(const std::filesystem::path& path, DcmFileFormat& file);
 // identifying attributes (tells "truncated DICOM" from "not DICOM"), so good files are opened once.
 bool HasPreamble(const std::filesystem::path& path);
 
-// `bytes` with every byte that is not part of a well-formed UTF-8 sequence (overlong forms, surrogates and code
-// points above U+10FFFF included) replaced by U+FFFD. Values from untrusted files pass through this before they
-// reach anything that needs UTF-8 (JSON, protobuf strings).
-std::string ToValidUtf8(std::string_view bytes);
 
 // Transfer syntax of a loaded file: the meta header's UID when present, else what DCMTK detected. Valid UTF-8.
 std::string TransferSyntaxUid(DcmFileFormat& file);

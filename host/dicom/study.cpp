@@ -1,5 +1,6 @@
 #include "dicom/study.h"
 
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -20,6 +21,7 @@
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 
+#include "common/utf8.h"
 #include "dicom/dicom_file.h"
 
 namespace aihub::dicom {
@@ -91,7 +93,7 @@ class TagRenderer {
       }
       const DcmTagKey key = element->getTag();
       tags[(uint32_t{key.getGroup()} << 16) | key.getElement()] =
-          Trim(internal::ToValidUtf8(std::string_view(value.c_str(), value.length())));
+          Trim(ReplaceInvalidUtf8(std::string_view(value.c_str(), value.length())));
     }
   }
 
@@ -125,7 +127,7 @@ TagMap RenderTags(DcmFileFormat& file) {
 std::string GetString(DcmItem* item, const DcmTagKey& tag) {
   OFString value;
   if (item == nullptr || item->findAndGetOFStringArray(tag, value).bad()) return {};
-  return Trim(internal::ToValidUtf8(std::string_view(value.c_str(), value.length())));
+  return Trim(ReplaceInvalidUtf8(std::string_view(value.c_str(), value.length())));
 }
 
 bool GetDoubles(DcmItem* item, const DcmTagKey& tag, double* out, unsigned count) {

@@ -17,7 +17,7 @@
 #include "common/hash.h"
 #include "common/json_text.h"
 #include "store/audit_key.h"
-#include "store/utf8.h"
+#include "common/utf8.h"
 #include "store/sqlite_util.h"
 
 namespace aihub::store {
@@ -407,10 +407,10 @@ Status JobStore::Impl::AppendAudit(const std::string& actor, const std::string& 
   }
   e.ts = IsoUtc(NowMs());
   // Sanitized before hashing, so the hash covers exactly the text stored.
-  e.actor = SanitizeUtf8(actor);
-  e.action = SanitizeUtf8(action);
-  e.subject = SanitizeUtf8(subject);
-  e.detail_json = SanitizeUtf8(detail_json);
+  e.actor = ReplaceInvalidUtf8(actor);
+  e.action = ReplaceInvalidUtf8(action);
+  e.subject = ReplaceInvalidUtf8(subject);
+  e.detail_json = ReplaceInvalidUtf8(detail_json);
   e.hash = AuditEntryHash(e, audit_key);
   {
     ASSIGN_OR_RETURN(s, db->Prepare("INSERT INTO audit(seq, ts, actor, action, subject, detail_json, prev_hash, "
@@ -548,7 +548,7 @@ Status JobStore::UpsertStudy(const StudyRecord& study) {
   if (study.study_instance_uid.empty()) return InvalidArgument("study without StudyInstanceUID");
   RETURN_IF_ERROR(CheckIdentifier(study.study_instance_uid, "StudyInstanceUID"));
   // Tag values come from DICOM files and may be in any character set: keep them, minus the invalid bytes.
-  const std::string tags = study.tags_json.empty() ? "{}" : SanitizeUtf8(study.tags_json);
+  const std::string tags = study.tags_json.empty() ? "{}" : ReplaceInvalidUtf8(study.tags_json);
   if (!json::parse(tags, nullptr, false).is_object()) return InvalidArgument("study tags_json is not a JSON object");
   std::lock_guard<std::mutex> lock(impl_->mu);
   Transaction txn(*impl_->db);
@@ -584,10 +584,10 @@ StatusOr<int64_t> JobStore::CreateJob(const NewJob& job) {
     RETURN_IF_ERROR(CheckIdentifier(job.series_uids[i], ("series uid #" + std::to_string(i + 1)).c_str()));
   }
   // Free text: stored (and audited) sanitized, so the audit detail matches the row.
-  const std::string model_version = SanitizeUtf8(job.model_version);
-  const std::string so_sha256 = SanitizeUtf8(job.so_sha256);
-  const std::string department = SanitizeUtf8(job.department);
-  const std::string mode = SanitizeUtf8(job.mode);
+  const std::string model_version = ReplaceInvalidUtf8(job.model_version);
+  const std::string so_sha256 = ReplaceInvalidUtf8(job.so_sha256);
+  const std::string department = ReplaceInvalidUtf8(job.department);
+  const std::string mode = ReplaceInvalidUtf8(job.mode);
   const std::string key = job.study_instance_uid + "/" + job.plugin_id + "/" + job.plugin_version + "/g" +
                           std::to_string(job.generation);
   std::lock_guard<std::mutex> lock(impl_->mu);
@@ -748,7 +748,7 @@ StatusOr<int> JobStore::RecoverInterruptedJobs() {
 Status JobStore::Impl::CompleteJob(int64_t job_id, const std::optional<std::string>& token,
                                    const std::string& result_json_in, const std::string& sr_sop_instance_uid,
                                    const std::vector<OutboxItem>& deliveries) {
-  const std::string result_json = SanitizeUtf8(result_json_in);
+  const std::string result_json = ReplaceInvalidUtf8(result_json_in);
   if (!IsJsonText(result_json)) return InvalidArgument("result_json is not JSON");
   RETURN_IF_ERROR(CheckIdentifier(sr_sop_instance_uid, "SR SOP Instance UID"));
   for (const OutboxItem& item : deliveries) {
@@ -797,9 +797,9 @@ Status JobStore::CompleteJob(int64_t job_id, const std::string& result_json, con
 Status JobStore::Impl::RepinJob(int64_t job_id, const std::optional<std::string>& token,
                                 const std::string& plugin_version_in, const std::string& model_version_in,
                                 const std::string& so_sha256_in) {
-  const std::string plugin_version = SanitizeUtf8(plugin_version_in);
-  const std::string model_version = SanitizeUtf8(model_version_in);
-  const std::string so_sha256 = SanitizeUtf8(so_sha256_in);
+  const std::string plugin_version = ReplaceInvalidUtf8(plugin_version_in);
+  const std::string model_version = ReplaceInvalidUtf8(model_version_in);
+  const std::string so_sha256 = ReplaceInvalidUtf8(so_sha256_in);
   std::lock_guard<std::mutex> lock(mu);
   Transaction txn(*db);
   RETURN_IF_ERROR(txn.Begin());
@@ -831,7 +831,7 @@ Status JobStore::RepinJob(int64_t job_id, const std::string& plugin_version, con
 Status JobStore::Impl::FailJob(int64_t job_id, const std::optional<std::string>& token, const std::string& error_in,
                                bool retryable) {
   // Plugin text: any bytes at all. Stored and audited as valid UTF-8.
-  const std::string error = SanitizeUtf8(error_in);
+  const std::string error = ReplaceInvalidUtf8(error_in);
   std::lock_guard<std::mutex> lock(mu);
   Transaction txn(*db);
   RETURN_IF_ERROR(txn.Begin());
@@ -871,7 +871,7 @@ Status JobStore::Impl::FailJob(int64_t job_id, const std::optional<std::string>&
 }
 
 Status JobStore::ReleaseJob(const JobLease& lease, const std::string& reason_in) {
-  const std::string reason = SanitizeUtf8(reason_in);
+  const std::string reason = ReplaceInvalidUtf8(reason_in);
   std::lock_guard<std::mutex> lock(impl_->mu);
   Db& db = *impl_->db;
   Transaction txn(db);
@@ -932,8 +932,8 @@ Status JobStore::Impl::EnqueueLocked(const OutboxItem& item, int64_t job_id_valu
     if (row) return Status::Ok();
   }
   const int64_t now = NowMs();
-  const std::string kind = SanitizeUtf8(item.kind);
-  const std::string destination = SanitizeUtf8(item.destination);
+  const std::string kind = ReplaceInvalidUtf8(item.kind);
+  const std::string destination = ReplaceInvalidUtf8(item.destination);
   const std::optional<int64_t> job_id = job_id_value != 0 ? std::optional<int64_t>(job_id_value) : std::nullopt;
   {
     ASSIGN_OR_RETURN(s, db->Prepare("INSERT INTO outbox(job_id, kind, destination, idempotency_key, payload, state, "
@@ -1014,7 +1014,7 @@ Status JobStore::MarkDelivered(int64_t outbox_id) {
 
 Status JobStore::MarkDeliveryFailed(int64_t outbox_id, const std::string& error_in, int max_attempts) {
   // Error text from a PACS or adapter: any bytes. Stored and audited as valid UTF-8.
-  const std::string error = SanitizeUtf8(error_in);
+  const std::string error = ReplaceInvalidUtf8(error_in);
   if (max_attempts < 1) return InvalidArgument("max_attempts must be at least 1");
   std::lock_guard<std::mutex> lock(impl_->mu);
   Db& db = *impl_->db;
@@ -1055,7 +1055,7 @@ Status JobStore::Audit(const std::string& actor, const std::string& action, cons
                        const std::string& detail_json) {
   if (actor.empty() || action.empty()) return InvalidArgument("audit entry needs an actor and an action");
   // Callers build details from untrusted text; bad bytes become U+FFFD rather than an error.
-  const std::string detail = detail_json.empty() ? "{}" : SanitizeUtf8(detail_json);
+  const std::string detail = detail_json.empty() ? "{}" : ReplaceInvalidUtf8(detail_json);
   if (!IsJsonText(detail)) return InvalidArgument("audit detail is not JSON");
   std::lock_guard<std::mutex> lock(impl_->mu);
   Transaction txn(*impl_->db);

@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "store/utf8.h"
+#include "common/utf8.h"
 
 namespace aihub::store {
 
@@ -58,7 +58,7 @@ Stmt& Stmt::Bind(int index, const std::string& value) {
   // Backstop: a TEXT value is valid UTF-8 whatever the caller passed (callers sanitize or refuse earlier, so
   // that what they hash or compare is what gets stored).
   if (!IsValidUtf8(value)) {
-    const std::string clean = SanitizeUtf8(value);
+    const std::string clean = ReplaceInvalidUtf8(value);
     NoteBind(sqlite3_bind_text64(stmt_, index, clean.data(), clean.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
     return *this;
   }

@@ -33,7 +33,7 @@ class Stmt {
 
   // Parameters are 1-based, as in sqlite3_bind_*.
   Stmt& Bind(int index, int64_t value);
-  // Text: invalid UTF-8 is bound as its SanitizeUtf8() form, so TEXT columns never hold invalid UTF-8.
+  // Text: invalid UTF-8 is bound as its ReplaceInvalidUtf8() form, so TEXT columns never hold invalid UTF-8.
   Stmt& Bind(int index, const std::string& value);
   Stmt& BindBlob(int index, const std::string& bytes);
   Stmt& BindNull(int index);

@@ -7,6 +7,7 @@
 
 #include "aihub_ref/components.h"
 #include "aihub_ref/contour.h"
+#include "aihub_ref/grid.h"
 #include "aihub_ref/model_metadata.h"
 
 namespace aihub::pe {

@@ -341,7 +341,9 @@ class PePlugin {
     }
     job.set_summary(summary);
     job.log(AIHUB_LOG_INFO,
-            "pe: score " + FormatNumber(a.score, "%.4f") + ", " + std::to_string(a.clot_voxels) + " clot cells in " +
+            "pe: score " + FormatNumber(a.score, "%.4f") + ", site " +
+                (a.present ? aihub::pe::SiteName(a.site) : "none") + ", " + std::to_string(a.clot_voxels) +
+                " clot cells in " +
                 std::to_string(a.components) + " component(s), " + FormatNumber(a.volume_ml, "%.3f") +
                 " mL clot, " + FormatNumber(a.lumen_ml, "%.1f") + " mL lumen, centroid LPS (" +
                 FormatNumber(a.centroid_lps[0]) + ", " + FormatNumber(a.centroid_lps[1]) + ", " +

@@ -270,7 +270,8 @@ Analysis Analyze(const std::vector<float>& prob, const ModelSpec& spec) {
   if (field_columns.size() >= 100) {
     std::sort(field_columns.begin(), field_columns.end());
     const size_t m = field_columns.size() - 1;
-    a.midline_column = 0.5 * (field_columns[static_cast<size_t>(0.01 * m)] + field_columns[static_cast<size_t>(0.99 * m)]);
+    a.midline_column =
+        0.5 * (field_columns[static_cast<size_t>(0.01 * m)] + field_columns[static_cast<size_t>(0.99 * m)]);
   }
   const auto half = [&](size_t i) {  // -1 image left of the midline, +1 right, 0 on it
     const double c = static_cast<double>(i % columns);
@@ -303,7 +304,7 @@ Analysis Analyze(const std::vector<float>& prob, const ModelSpec& spec) {
     region[i] = ptx[i];
   }
   a.size_percent = a.hemithorax_cells ? 100.0 * a.pneumothorax_cells / a.hemithorax_cells : 0;
-  a.contour = SimplifyClosedPolygon(TraceOutline(LargestComponent(region, rows, columns), rows, columns), 1.0);
+  a.contour = SimplifyClosedPolygon(TraceOutline(LargestComponent(region, rows, columns), rows, columns), 0.75);
   return a;
 }
 

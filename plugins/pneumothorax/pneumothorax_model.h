@@ -52,7 +52,7 @@ struct Analysis {
   double midline_column = 0;  // grid column of the midline between the lung fields
   // Outline of the largest 4-connected pneumothorax component on that side: a closed polygon through grid-cell
   // corners (x = column, y = row; (0, 0) is the top-left corner of the top-left cell), simplified to within
-  // one cell; empty when there is no pneumothorax cell.
+  // 0.75 cell (one-cell stair steps go, real corners stay); empty when there is no pneumothorax cell.
   std::vector<float> contour;
 };
 

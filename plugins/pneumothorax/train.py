@@ -32,7 +32,7 @@ VALIDATION_SEEDS = range(4000, 4040)
 SIZES = [(2500, 2048), (1250, 1024), (625, 512)]
 TOP_K = 32              # presence score: mean of the 32 highest pneumothorax-cell probabilities
 CELL_THRESHOLD = 0.5    # a grid cell is pneumothorax / lung field at p >= 0.5
-STEPS = 700
+STEPS = 1500
 LR = 3e-3
 BATCH = 8
 PATCH = (128, 128)
@@ -256,7 +256,8 @@ def main():
     model.eval()
     m = evaluate(model, val)
     threshold = round(m["threshold"], 4)
-    print("validation (seeds %d-%d): %s" % (VALIDATION_SEEDS[0], VALIDATION_SEEDS[-1], json.dumps(m, indent=1)))
+    print("validation (seeds %d-%d): %s" % (VALIDATION_SEEDS[0], VALIDATION_SEEDS[-1],
+                                            json.dumps(m, indent=1, default=lambda o: o.item())))
 
     os.makedirs(args.out, exist_ok=True)
     meta = {"model_version": MODEL_VERSION, "grid_rows": ptxdata.GRID_ROWS, "grid_columns": ptxdata.GRID_COLUMNS,
@@ -264,7 +265,7 @@ def main():
             "threshold": threshold, "top_k": TOP_K, "cell_threshold": CELL_THRESHOLD,
             "train_seeds": [TRAIN_SEEDS[0], TRAIN_SEEDS[-1]],
             "validation_seeds": [VALIDATION_SEEDS[0], VALIDATION_SEEDS[-1]], "parameters": params,
-            "validation": {k: m[k] for k in ("auc", "sensitivity", "specificity", "size_error_points_median")}}
+            "validation": {k: float(m[k]) for k in ("auc", "sensitivity", "specificity", "size_error_points_median")}}
     traced = torch.jit.trace(model, torch.zeros(1, 1, ptxdata.GRID_ROWS, ptxdata.GRID_COLUMNS))
     path = os.path.join(args.out, "pneumothorax.pt")
     torch.jit.save(traced, path, _extra_files={"aihub_model.json": json.dumps(meta, sort_keys=True)})

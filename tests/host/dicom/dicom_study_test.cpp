@@ -569,16 +569,6 @@ TEST_CASE("code extensions, unknown character sets and undeclared bytes never cr
   }
 }
 
-TEST_CASE("ToValidUtf8 keeps well-formed UTF-8 and replaces everything else") {
-  using internal::ToValidUtf8;
-  CHECK(ToValidUtf8("plain") == "plain");
-  CHECK(ToValidUtf8("\xE2\x82\xAC \xF0\x9F\x98\x80") == "\xE2\x82\xAC \xF0\x9F\x98\x80");  // € and U+1F600
-  CHECK(ToValidUtf8("\xC0\xAF") == "\xEF\xBF\xBD\xEF\xBF\xBD");                          // overlong '/'
-  CHECK(ToValidUtf8("\xF4\x90\x80\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // > U+10FFFF
-  CHECK(ToValidUtf8("a\x80") == "a\xEF\xBF\xBD");
-  CHECK(ToValidUtf8(std::string("a\0b", 3)) == std::string("a\0b", 3));
-}
-
 // Writes `count` files of `frames` frames each (1x1 pixels, so huge frame counts stay small on disk).
 std::vector<fs::path> WriteFrames(const TempDir& dir, const std::string& series_uid, int count, uint32_t frames,
                                   int first_instance = 1) {

@@ -9,7 +9,7 @@
 #include <set>
 #include <thread>
 
-#include "store/utf8.h"
+#include "common/utf8.h"
 #include "store_test_util.h"
 
 namespace aihub::store {

@@ -1,0 +1,154 @@
+// The built pneumothorax.so and its model deployed in a plugin folder and run by the real host (registry, job
+// runner) on phantom chest X-rays scanned from disk, as aihubd runs it.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/site_config.h"
+#include "core/job_runner.h"
+#include "dicom/study.h"
+#include "host/plugins/test_support.h"
+#include "phantom/chest_xray.h"
+#include "store/job_store.h"
+
+namespace {
+
+using aihub::phantom::Side;
+using aihub::testing::TempDir;
+
+const std::string kPluginDir = std::string(AIHUB_BINARY_DIR) + "/plugins";
+
+// The host's parts over a temp folder holding `files` from build/plugins, with pneumothorax enabled.
+struct Host {
+  TempDir root{"ptx-host"};
+  std::unique_ptr<aihub::core::ConfigHolder> config;
+  std::unique_ptr<aihub::store::JobStore> store;
+  std::unique_ptr<aihub::plugins::PluginRegistry> registry;
+  aihub::core::StudyCatalog catalog;
+  std::unique_ptr<aihub::core::JobRunner> runner;
+  std::vector<aihub::plugins::ReloadEvent> events;
+
+  explicit Host(const std::vector<std::string>& files) {
+    std::filesystem::create_directories(root / "plugins");
+    for (const auto& f : files) aihub::testing::Deploy(kPluginDir + "/" + f, root / "plugins" / f);
+    auto c = aihub::config::ParseSiteConfig(
+        "state_dir: ./var\nplugin_dir: ./plugins\nplugins:\n  - id: pneumothorax\n    modes: {default: silent}\n"
+        "    config: {threads: 2}\n",
+        root.path(), "site.yaml");
+    REQUIRE_MESSAGE(c.ok(), c.status().ToString());
+    config = std::make_unique<aihub::core::ConfigHolder>(*c);
+    auto s = aihub::store::JobStore::Open(root / "var" / "aihub.db", "test:1");
+    REQUIRE(s.ok());
+    store = std::move(s).value();
+    registry = std::make_unique<aihub::plugins::PluginRegistry>(
+        root / "plugins", root / "var" / "cache", [](const std::string&) { return std::string("{\"threads\": 2}"); });
+    events = registry->Rescan();
+    runner = std::make_unique<aihub::core::JobRunner>(
+        *config, *store, *registry, catalog,
+        [](const aihub::Result&, const aihub::core::EncodedResult&) {
+          return std::vector<aihub::store::OutboxItem>{};
+        });
+  }
+  std::string Rejection(const std::string& file) const {
+    for (const auto& e : events) {
+      if (e.kind == aihub::plugins::ReloadEvent::Kind::kRejected && e.file.filename() == file) return e.reason;
+    }
+    return "";
+  }
+};
+
+}  // namespace
+
+TEST_CASE("through the host: a right pneumothorax is found with side, size and outline and a normal chest is not") {
+  Host host({"pneumothorax.pt", "pneumothorax.so"});
+  REQUIRE(host.registry->Get("pneumothorax") != nullptr);
+  CHECK(host.registry->Get("pneumothorax")->info().model_version.rfind("pneumothorax-ref-", 0) == 0);
+
+  aihub::phantom::ChestXrayOptions o;
+  o.seed = 21;
+  o.pneumothorax = true;
+  o.side = Side::kRight;
+  o.size_percent = 22;
+  o.rows = 625;
+  o.columns = 512;
+  const auto truth = aihub::phantom::WriteChestXray(o, host.root / "in-positive");
+  REQUIRE(truth.ok());
+  o.seed = 22;
+  o.pneumothorax = false;
+  const auto negative_truth = aihub::phantom::WriteChestXray(o, host.root / "in-negative");
+  REQUIRE(negative_truth.ok());
+
+  auto run = [&](const std::filesystem::path& dir) {
+    std::filesystem::remove(dir / "truth.json");  // the hub sees only DICOM
+    auto scanned = aihub::dicom::ScanDirectory(dir);
+    REQUIRE(scanned.ok());
+    REQUIRE(scanned->studies.size() == 1);
+    auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
+    host.catalog.Add(study, dir.string());
+    auto routed = host.runner->Submit(*study, {}, dir.string());
+    REQUIRE(routed.ok());
+    REQUIRE(routed->jobs.size() == 1);  // the default rules route a DX chest to the plugin
+    auto outcome = host.runner->RunNext();
+    REQUIRE(outcome.ok());
+    REQUIRE(outcome->has_value());
+    aihub::core::JobOutcome out = std::move(**outcome);
+    REQUIRE_MESSAGE(out.status.ok(), out.status.ToString());
+    REQUIRE(out.result.has_value());
+    REQUIRE(out.result->findings.size() == 1);
+    return out;
+  };
+
+  const auto positive = run(host.root / "in-positive" / truth->folder);
+  const auto& f = positive.result->findings[0];
+  CHECK(f.concept.value == "36118008");
+  CHECK(f.concept.scheme == "SCT");
+  CHECK(f.presence == aihub::Presence::kPresent);
+  CHECK(f.urgency == aihub::Urgency::kCritical);
+  CHECK(f.laterality == aihub::Laterality::kRight);  // from PatientOrientation L\F: the image's left half
+  REQUIRE(f.measurements.size() == 1);
+  CHECK(f.measurements[0].unit_ucum == "%");
+  const double size = f.measurements[0].value, want = truth->pneumothorax.size_percent;
+  CHECK_MESSAGE((std::fabs(size - want) <= 3 || std::fabs(size - want) <= 0.2 * want),
+                "size " << size << " %, truth " << want << " %");
+  REQUIRE(f.regions.size() == 1);
+  CHECK(f.regions[0].graphic_type == aihub::GraphicType::kPolygon);
+  CHECK(f.regions[0].sop_instance_uid == truth->sop_instance_uid);
+  // The outline's box overlaps the truth's box (original pixel coordinates) and stays in the image's left half.
+  const auto& pts = f.regions[0].points;
+  REQUIRE(pts.size() >= 6);
+  float c0 = 1e9f, c1 = -1, r0 = 1e9f, r1 = -1;
+  for (size_t i = 0; i + 1 < pts.size(); i += 2) {
+    c0 = std::min(c0, pts[i]);
+    c1 = std::max(c1, pts[i]);
+    r0 = std::min(r0, pts[i + 1]);
+    r1 = std::max(r1, pts[i + 1]);
+  }
+  const auto& box = truth->pneumothorax.box;
+  CHECK(c1 <= truth->columns / 2.0f);
+  CHECK(c0 <= box.column_max + 1);
+  CHECK(c1 >= box.column_min);
+  CHECK(r0 <= box.row_max + 1);
+  CHECK(r1 >= box.row_min);
+  CHECK_FALSE(positive.result->summary.empty());
+
+  const auto negative = run(host.root / "in-negative" / negative_truth->folder);
+  const auto& n = negative.result->findings[0];
+  CHECK(n.presence == aihub::Presence::kAbsent);
+  CHECK(n.urgency == aihub::Urgency::kRoutine);
+  CHECK(n.measurements.empty());
+  CHECK(n.regions.empty());
+  CHECK(n.confidence < f.confidence);
+}
+
+TEST_CASE("through the host: without its model file pneumothorax fails to load with the reason, others load") {
+  Host host({"pneumothorax.so", "hyperdensity.so"});
+  CHECK(host.registry->Get("pneumothorax") == nullptr);
+  CHECK(host.registry->Get("hyperdensity") != nullptr);
+  const std::string reason = host.Rejection("pneumothorax.so");
+  CHECK_MESSAGE(reason.find("model file not found") != std::string::npos, reason);
+  CHECK_MESSAGE(reason.find("pneumothorax.pt") != std::string::npos, reason);
+}
