@@ -1,5 +1,6 @@
 #include "core/job_runner.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <thread>
@@ -152,14 +153,14 @@ StatusOr<RouteDecision> JobRunner::SubmitImpl(const dicom::Study& study, const S
     std::lock_guard<std::mutex> lock(sources_mutex_);
     sources_[study.study_instance_uid] = source;
   }
-  store::StudyRecord record{study.study_instance_uid, source, DumpJson(TagsJson(study.tags))};
-  if (Status st = store_.UpsertStudy(record); !st.ok()) return st;
-
+  const store::StudyRecord record{study.study_instance_uid, source, DumpJson(TagsJson(study.tags))};
   const std::shared_ptr<const config::SiteConfig> config = config_.Get();
   RouteDecision decision = router_.Route(*config, study, context, registry_.Active());
   for (const RouteSkip& skip : decision.skipped) {
     LogInfo("router", study.study_instance_uid + ": " + skip.plugin_id + " skipped: " + skip.reason);
   }
+  std::vector<store::NewJob> new_jobs;
+  std::vector<std::string> pinned_here;  // pins this call added (a study routed again keeps its first pins)
   nlohmann::json routed = nlohmann::json::array();
   for (const RoutedJob& job : decision.jobs) {
     const plugins::PluginInfo& info = job.plugin->info();
@@ -175,28 +176,38 @@ StatusOr<RouteDecision> JobRunner::SubmitImpl(const dicom::Study& study, const S
     nj.max_attempts = config->host.job_max_attempts;
     // Pin before the job becomes claimable, so a worker that claims it at once still finds the routed version.
     const std::string pin = PinKey(nj.study_instance_uid, nj.plugin_id, nj.plugin_version);
-    bool pinned_here = false;
     {
       std::lock_guard<std::mutex> lock(pinned_mutex_);
-      pinned_here = pinned_.emplace(pin, job.plugin).second;
+      if (pinned_.emplace(pin, job.plugin).second) pinned_here.push_back(pin);
     }
-    auto id = store_.CreateJob(nj);
-    auto existing = id.ok() ? store_.GetJob(*id) : StatusOr<store::JobRecord>(id.status());
-    if (!existing.ok() || (pinned_here && IsTerminal(existing->state))) {
-      // A study submitted again whose job already ended keeps no pin (it would keep the library mapped).
-      std::lock_guard<std::mutex> lock(pinned_mutex_);
-      pinned_.erase(pin);
-    }
-    if (!id.ok()) return id.status();
-    decision.jobs[&job - decision.jobs.data()].job_id = *id;
-    routed.push_back({{"plugin", info.id}, {"version", info.version}, {"mode", nj.mode}, {"job_id", *id}});
+    routed.push_back({{"plugin", info.id}, {"version", info.version}, {"mode", nj.mode}});
+    new_jobs.push_back(std::move(nj));
   }
-  nlohmann::json detail = {{"source", source},
-                           {"department", decision.department},
-                           {"calling_ae", context.calling_ae},
-                           {"series", study.series.size()},
-                           {"jobs", routed}};
-  if (Status st = store_.Audit("aihubd", "study.routed", study.study_instance_uid, DumpJson(detail)); !st.ok()) return st;
+  auto unpin = [&](const std::string& pin) {
+    std::lock_guard<std::mutex> lock(pinned_mutex_);
+    pinned_.erase(pin);
+  };
+  // The study, its jobs and the routing decision are durable together, or not at all.
+  const nlohmann::json detail = {{"source", source},
+                                 {"department", decision.department},
+                                 {"calling_ae", context.calling_ae},
+                                 {"series", study.series.size()},
+                                 {"jobs", routed}};
+  auto ids = store_.RecordRouting(record, new_jobs, DumpJson(detail));
+  if (!ids.ok()) {
+    for (const std::string& pin : pinned_here) unpin(pin);
+    return ids.status();
+  }
+  for (size_t k = 0; k < decision.jobs.size(); ++k) {
+    decision.jobs[k].job_id = (*ids)[k];
+    // A study routed again whose job already ended keeps no pin (it would keep the library mapped).
+    auto existing = store_.GetJob((*ids)[k]);
+    const std::string pin = PinKey(new_jobs[k].study_instance_uid, new_jobs[k].plugin_id, new_jobs[k].plugin_version);
+    if (existing.ok() && IsTerminal(existing->state) &&
+        std::find(pinned_here.begin(), pinned_here.end(), pin) != pinned_here.end()) {
+      unpin(pin);
+    }
+  }
   return decision;
 }
 

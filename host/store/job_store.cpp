@@ -327,6 +327,9 @@ class JobStore::Impl {
   StatusOr<OutboxItem> ReadOutbox(int64_t id);
   // The job, if it is running under the claim `token` names; nullopt token: under any claim of this Open
   // (the transitional by-id calls).
+  // Bodies of UpsertStudy / CreateJob for use inside a caller's transaction (mu held, BEGIN done).
+  Status UpsertStudyLocked(const StudyRecord& study);
+  StatusOr<int64_t> CreateJobLocked(const NewJob& job);
   StatusOr<JobRecord> HeldJob(int64_t id, const std::optional<std::string>& token);
   // Whether a claim token was issued by this Open.
   bool IssuedHere(const std::string& lease_token) const {
@@ -544,21 +547,25 @@ void JobStore::SetClockForTesting(std::function<std::chrono::system_clock::time_
   impl_->now = now ? std::move(now) : [] { return Clock::now(); };
 }
 
-Status JobStore::UpsertStudy(const StudyRecord& study) {
+Status JobStore::Impl::UpsertStudyLocked(const StudyRecord& study) {
   if (study.study_instance_uid.empty()) return InvalidArgument("study without StudyInstanceUID");
   RETURN_IF_ERROR(CheckIdentifier(study.study_instance_uid, "StudyInstanceUID"));
   // Tag values come from DICOM files and may be in any character set: keep them, minus the invalid bytes.
   const std::string tags = study.tags_json.empty() ? "{}" : ReplaceInvalidUtf8(study.tags_json);
   if (!json::parse(tags, nullptr, false).is_object()) return InvalidArgument("study tags_json is not a JSON object");
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Transaction txn(*impl_->db);
-  RETURN_IF_ERROR(txn.Begin());
-  const int64_t now = impl_->NowMs();
-  ASSIGN_OR_RETURN(s, impl_->db->Prepare(
+  const int64_t now = NowMs();
+  ASSIGN_OR_RETURN(s, db->Prepare(
                           "INSERT INTO studies(study_instance_uid, source, tags_json, created_at, updated_at) "
                           "VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT(study_instance_uid) DO UPDATE SET "
                           "source = excluded.source, tags_json = excluded.tags_json, updated_at = excluded.updated_at"));
-  RETURN_IF_ERROR(s.Bind(1, study.study_instance_uid).Bind(2, study.source).Bind(3, tags).Bind(4, now).Run());
+  return s.Bind(1, study.study_instance_uid).Bind(2, study.source).Bind(3, tags).Bind(4, now).Run();
+}
+
+Status JobStore::UpsertStudy(const StudyRecord& study) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Transaction txn(*impl_->db);
+  RETURN_IF_ERROR(txn.Begin());
+  RETURN_IF_ERROR(impl_->UpsertStudyLocked(study));
   return txn.Commit();
 }
 
@@ -571,7 +578,7 @@ StatusOr<std::optional<StudyRecord>> JobStore::GetStudy(const std::string& study
   return std::optional<StudyRecord>(StudyRecord{study_instance_uid, s.Text(0), s.Text(1)});
 }
 
-StatusOr<int64_t> JobStore::CreateJob(const NewJob& job) {
+StatusOr<int64_t> JobStore::Impl::CreateJobLocked(const NewJob& job) {
   if (job.study_instance_uid.empty() || job.plugin_id.empty() || job.plugin_version.empty()) {
     return InvalidArgument("job needs a study uid, a plugin id and a plugin version");
   }
@@ -590,17 +597,14 @@ StatusOr<int64_t> JobStore::CreateJob(const NewJob& job) {
   const std::string mode = ReplaceInvalidUtf8(job.mode);
   const std::string key = job.study_instance_uid + "/" + job.plugin_id + "/" + job.plugin_version + "/g" +
                           std::to_string(job.generation);
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Db& db = *impl_->db;
-  Transaction txn(db);
-  RETURN_IF_ERROR(txn.Begin());
+  Db& db = *this->db;
   {
     ASSIGN_OR_RETURN(s, db.Prepare("SELECT id FROM jobs WHERE job_key = ?1"));
     s.Bind(1, key);
     ASSIGN_OR_RETURN(row, s.Step());
     if (row) return s.Int(0);  // idempotent: the router may re-route the same study
   }
-  const int64_t now = impl_->NowMs();
+  const int64_t now = NowMs();
   {
     // Jobs reference their study; a caller that skipped UpsertStudy gets a bare study row.
     ASSIGN_OR_RETURN(s, db.Prepare("INSERT OR IGNORE INTO studies(study_instance_uid, source, tags_json, "
@@ -638,10 +642,40 @@ StatusOr<int64_t> JobStore::CreateJob(const NewJob& job) {
                  {"mode", mode},
                  {"series_uids", job.series_uids},
                  {"generation", job.generation}};
-  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "job.created", key, DumpJson(detail)));
+  RETURN_IF_ERROR(AppendAudit(kActor, "job.created", key, DumpJson(detail)));
+  return id;
+}
+
+StatusOr<int64_t> JobStore::CreateJob(const NewJob& job) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Transaction txn(*impl_->db);
+  RETURN_IF_ERROR(txn.Begin());
+  ASSIGN_OR_RETURN(id, impl_->CreateJobLocked(job));
   RETURN_IF_ERROR(txn.Commit());
   return id;
 }
+
+StatusOr<std::vector<int64_t>> JobStore::RecordRouting(const StudyRecord& study, const std::vector<NewJob>& jobs,
+                                                       const std::string& routed_detail_json) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Transaction txn(*impl_->db);
+  RETURN_IF_ERROR(txn.Begin());
+  RETURN_IF_ERROR(impl_->UpsertStudyLocked(study));
+  std::vector<int64_t> ids;
+  for (const NewJob& job : jobs) {
+    if (job.study_instance_uid != study.study_instance_uid) return InvalidArgument("job for another study");
+    ASSIGN_OR_RETURN(id, impl_->CreateJobLocked(job));
+    ids.push_back(id);
+  }
+  json detail = json::parse(ReplaceInvalidUtf8(routed_detail_json.empty() ? "{}" : routed_detail_json), nullptr, false);
+  if (!detail.is_object()) return InvalidArgument("routing detail is not a JSON object");
+  detail["job_ids"] = ids;
+  RETURN_IF_ERROR(impl_->AppendAudit(kActor, "study.routed", study.study_instance_uid, DumpJson(detail)));
+  RETURN_IF_ERROR(txn.Commit());
+  return ids;
+}
+
+
 
 StatusOr<std::optional<JobRecord>> JobStore::ClaimJob(std::chrono::seconds lease) {
   if (lease.count() <= 0) return InvalidArgument("lease must be positive");

@@ -153,6 +153,12 @@ class JobStore {
   // Atomically takes the oldest (lowest id) pending job whose next_attempt_at has come (retries wait there
   // after FailJob), marks it running with a lease owned by owner() until now + lease and a fresh lease_token,
   // increments attempts. nullopt when nothing is runnable. Audited ("job.claimed").
+  // A routing decision in one transaction: the study (upserted), its jobs (each idempotent by key, audited
+  // "job.created") and a "study.routed" audit entry whose detail is `routed_detail_json` plus the job ids.
+  // Returns the job ids in the order of `jobs`. Nothing of it is stored when any part fails.
+  StatusOr<std::vector<int64_t>> RecordRouting(const StudyRecord& study, const std::vector<NewJob>& jobs,
+                                               const std::string& routed_detail_json);
+
   StatusOr<std::optional<JobRecord>> ClaimJob(std::chrono::seconds lease);
   // Extends the lease of the claim `lease` names to now + duration. A job that runs longer than its lease must
   // call this well before lease_until (e.g. every lease/3), or another host may recover and re-run it.

@@ -996,3 +996,37 @@ TEST_CASE("ReleaseJob puts a stopped job back at once without counting the attem
 }
 
 }  // namespace aihub::store
+
+namespace aihub::store {
+
+TEST_CASE("RecordRouting stores a study, its jobs and the decision together, or nothing") {
+  testing::TempDir dir;
+  auto store = MustOpen(dir.db());
+  const StudyRecord study{"7.1", "/data/in", "{\"Modality\":\"CT\"}"};
+  auto ids = store->RecordRouting(study, {MakeJob("7.1", "ich"), MakeJob("7.1", "pe")}, "{\"department\":\"er\"}");
+  REQUIRE(ids.ok());
+  REQUIRE(ids->size() == 2);
+  CHECK(store->GetStudy("7.1")->value().source == "/data/in");
+  CHECK(store->ListJobs("7.1")->size() == 2);
+  CHECK(CountOf(AuditActions(*store), "study.routed") == 1);
+
+  // Routed again: the same ids, no new jobs.
+  auto again = store->RecordRouting(study, {MakeJob("7.1", "ich"), MakeJob("7.1", "pe")}, "{}");
+  REQUIRE(again.ok());
+  CHECK(*again == *ids);
+  CHECK(store->ListJobs("7.1")->size() == 2);
+
+  // One bad job: nothing of the call is stored.
+  NewJob bad = MakeJob("8.1", "ich");
+  bad.plugin_version = "";
+  auto refused = store->RecordRouting({"8.1", "/data/other", "{}"}, {MakeJob("8.1", "pe"), bad}, "{}");
+  CHECK_FALSE(refused.ok());
+  CHECK_FALSE(store->GetStudy("8.1")->has_value());
+  CHECK(store->ListJobs("8.1")->empty());
+  CHECK(CountOf(AuditActions(*store), "study.routed") == 2);
+  auto v = VerifyAudit(dir.db());
+  REQUIRE(v.ok());
+  CHECK(v->ok);
+}
+
+}  // namespace aihub::store

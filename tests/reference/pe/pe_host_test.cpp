@@ -87,7 +87,7 @@ TEST_CASE("through the host: a left pulmonary artery embolus is found with side,
     REQUIRE(scanned.ok());
     REQUIRE(scanned->studies.size() == 1);
     auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
-    host.catalog.Add(study, dir.string());
+    host.catalog.Add(study);
     auto routed = host.runner->Submit(*study, {}, dir.string());
     REQUIRE(routed.ok());
     REQUIRE(routed->jobs.size() == 1);  // the default rules (CT, CHEST, "CTPA ..." series) routed it
