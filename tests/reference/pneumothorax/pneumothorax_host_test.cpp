@@ -88,7 +88,7 @@ TEST_CASE("through the host: a right pneumothorax is found with side, size and o
     REQUIRE(scanned.ok());
     REQUIRE(scanned->studies.size() == 1);
     auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
-    host.catalog.Add(study, dir.string());
+    host.catalog.Add(study);
     auto routed = host.runner->Submit(*study, {}, dir.string());
     REQUIRE(routed.ok());
     REQUIRE(routed->jobs.size() == 1);  // the default rules route a DX chest to the plugin

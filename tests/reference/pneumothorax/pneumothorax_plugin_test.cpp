@@ -153,7 +153,7 @@ aihub_job MakeJob(uint64_t seed, bool pneumothorax, Side side, double size_perce
   o.seed = seed;
   o.pneumothorax = pneumothorax;
   o.side = side;
-  o.size_percent = size_percent;
+  if (pneumothorax) o.size_percent = size_percent;  // validated even without a pneumothorax
   o.rows = rows;
   o.columns = columns;
   auto study = aihub::phantom::GenerateChestXray(o);
