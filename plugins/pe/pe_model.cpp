@@ -85,15 +85,63 @@ const char* SiteName(Site site) {
   return "";
 }
 
+Site SiteAt(double offset_mm, const BranchLevelLimits& limits) {
+  if (offset_mm < limits.right_lobar_max) return Site::kRightLobar;
+  if (offset_mm < limits.main_min) return Site::kRightPulmonary;
+  if (offset_mm < limits.left_min) return Site::kMain;
+  if (offset_mm < limits.left_lobar_min) return Site::kLeftPulmonary;
+  return Site::kLeftLobar;
+}
+
+double BodyMidlineColumn(const std::vector<float>& input, uint32_t cells, uint32_t grid, float body_level) {
+  const size_t plane = static_cast<size_t>(grid) * grid;
+  double sum = 0;
+  uint32_t counted = 0;
+  for (uint32_t k = 0; k < cells && input.size() >= (k + 1) * plane; ++k) {
+    uint32_t lo = grid, hi = 0;
+    for (uint32_t r = 0; r < grid; ++r) {
+      const float* row = input.data() + k * plane + static_cast<size_t>(r) * grid;
+      for (uint32_t c = 0; c < grid; ++c) {
+        if (row[c] > body_level) lo = std::min(lo, c), hi = std::max(hi, c);
+      }
+    }
+    if (lo <= hi) sum += (lo + hi) / 2.0, ++counted;
+  }
+  return counted > 0 ? sum / counted : (grid - 1) / 2.0;
+}
+
 namespace {
 
-// A side from the clot class masses of one region: a saddle (main) clot spans both sides.
-Side SideOf(const std::array<double, kClassCount>& m) {
-  const double right = m[kClassClotRight] + m[kClassClotRightLobar];
-  const double left = m[kClassClotLeft] + m[kClassClotLeftLobar];
-  if (m[kClassClotMain] >= std::max(right, left) && m[kClassClotMain] > 0) return Side::kBilateral;
-  if (right == 0 && left == 0) return Side::kNone;
-  return right > left ? Side::kRight : Side::kLeft;
+Side SideOf(Site s) {
+  switch (s) {
+    case Site::kMain:
+      return Side::kBilateral;  // a saddle embolus straddles the bifurcation
+    case Site::kRightPulmonary:
+    case Site::kRightLobar:
+      return Side::kRight;
+    case Site::kLeftPulmonary:
+    case Site::kLeftLobar:
+      return Side::kLeft;
+    case Site::kNone:
+      break;
+  }
+  return Side::kNone;
+}
+
+int Proximity(Site s) {  // higher = more proximal
+  switch (s) {
+    case Site::kMain:
+      return 3;
+    case Site::kRightPulmonary:
+    case Site::kLeftPulmonary:
+      return 2;
+    case Site::kRightLobar:
+    case Site::kLeftLobar:
+      return 1;
+    case Site::kNone:
+      break;
+  }
+  return 0;
 }
 
 Side Combine(Side a, Side b) {
@@ -104,7 +152,8 @@ Side Combine(Side a, Side b) {
 
 }  // namespace
 
-Analysis Analyze(const std::vector<float>& prob, const GridGeometry& g, const ModelSpec& spec) {
+Analysis Analyze(const std::vector<float>& prob, const GridGeometry& g, const ModelSpec& spec,
+                 const BranchLevelLimits& limits) {
   const size_t plane = static_cast<size_t>(g.grid) * g.grid;
   const size_t n = plane * g.cells;
   if (n == 0 || prob.size() != kClassCount * n || g.center_slice.size() != g.cells) {
@@ -144,45 +193,52 @@ Analysis Analyze(const std::vector<float>& prob, const GridGeometry& g, const Mo
   a.burden_percent = clot_sum > 0 ? 100.0 * clot_sum / (clot_sum + lumen_sum) : 0.0;
   if (!a.present) return a;
 
-  // Site: the most proximal level holding at least 20 % of the clot.
-  const double total = clot_sum;
-  auto involved = [&](uint32_t c) { return total > 0 && a.class_mass[c] >= 0.2 * total; };
-  const auto& m = a.class_mass;
-  if (involved(kClassClotMain)) {
-    a.site = Site::kMain;
-  } else if (involved(kClassClotRight) || involved(kClassClotLeft)) {
-    a.site = m[kClassClotRight] >= m[kClassClotLeft] ? Site::kRightPulmonary : Site::kLeftPulmonary;
-  } else if (total > 0) {
-    a.site = m[kClassClotRightLobar] >= m[kClassClotLeftLobar] ? Site::kRightLobar : Site::kLeftLobar;
-  }
-
-  // Side: per clot component (26-connected, p >= voxel_threshold) from its own class masses; components under
-  // a tenth of the largest are ignored as speckle.
+  // Components of p_clot >= voxel_threshold (26-connected). A component counts for side and site when it holds
+  // at least a quarter of the largest one's clot and peaks at the operating point itself: small low-confidence
+  // specks elsewhere in the chest must not turn a one-sided clot bilateral. Each counted component takes the
+  // branch level at its centroid's offset from the body midline.
   const auto vt = static_cast<float>(spec.voxel_threshold);
   std::vector<uint8_t> mask(n);
   for (size_t i = 0; i < n; ++i) mask[i] = clot[i] >= vt ? 1 : 0;
   std::vector<int32_t> labels;
-  const std::vector<aihub_ref::Component> comps = aihub_ref::LabelComponents(mask, g.cells, g.grid, g.grid, &labels);
-  std::vector<std::array<double, kClassCount>> comp_mass(comps.size());
+  const std::vector<aihub_ref::Component> comps = aihub_ref::LabelComponents(mask, g.cells, g.grid, g.grid, &labels,
+                                                                           &clot);
+  std::vector<float> peak(comps.size(), 0.0f);
   for (size_t i = 0; i < n; ++i) {
-    if (labels[i] == 0) continue;
-    ++a.clot_voxels;
-    for (uint32_t c = kClassClotMain; c < kClassCount; ++c) comp_mass[labels[i] - 1][c] += prob[c * n + i];
+    if (labels[i] > 0) peak[labels[i] - 1] = std::max(peak[labels[i] - 1], clot[i]);
   }
-  uint64_t largest = 0;
+  const double cell_x_mm = g.factor * g.pixel_mm;
+  const double midline = g.midline_column >= 0 ? g.midline_column : (g.grid - 1) / 2.0;
+  const double toward_left = g.row_dir[0] >= 0 ? 1.0 : -1.0;  // LPS: +x is the patient's left
+  auto offset_of = [&](double column) { return (column - midline) * cell_x_mm * toward_left; };
+  double largest = 0;
   size_t largest_index = 0;
   for (size_t c = 0; c < comps.size(); ++c) {
-    if (comps[c].voxels > largest) largest = comps[c].voxels, largest_index = c;
+    a.clot_voxels += comps[c].voxels;
+    if (comps[c].weight > largest) largest = comps[c].weight, largest_index = c;
   }
+  double site_weight = 0;
   for (size_t c = 0; c < comps.size(); ++c) {
-    if (comps[c].voxels * 10 < largest) continue;
+    const aihub_ref::Component& comp = comps[c];
+    if (c != largest_index && (comp.weight < 0.25 * largest || peak[c] < spec.threshold)) continue;
     ++a.components;
-    a.side = Combine(a.side, SideOf(comp_mass[c]));
+    const Site level = SiteAt(offset_of(comp.centroid[2]), limits);
+    a.side = Combine(a.side, SideOf(level));
+    if (Proximity(level) > Proximity(a.site) || (Proximity(level) == Proximity(a.site) && comp.weight > site_weight)) {
+      a.site = level;
+      site_weight = comp.weight;
+    }
   }
-  if (a.side == Side::kNone) a.side = SideOf(a.class_mass);  // clot below voxel_threshold everywhere
-  if (comps.empty()) return a;
+  if (comps.empty()) {  // clot below voxel_threshold everywhere: the most likely voxel stands for it
+    const size_t at = static_cast<size_t>(std::max_element(clot.begin(), clot.end()) - clot.begin());
+    a.site = SiteAt(offset_of(static_cast<double>(at % g.grid)), limits);
+    a.side = SideOf(a.site);
+    a.offset_mm = offset_of(static_cast<double>(at % g.grid));
+    return a;
+  }
 
   const aihub_ref::Component& big = comps[largest_index];
+  a.offset_mm = offset_of(big.centroid[2]);
   const double f = g.factor;
   const double along_rows = (big.centroid[2] * f + (f - 1) / 2) * g.pixel_mm;     // along a row: columns
   const double along_columns = (big.centroid[1] * f + (f - 1) / 2) * g.pixel_mm;  // down a column: rows

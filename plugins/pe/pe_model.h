@@ -9,7 +9,14 @@
 //
 // The model returns per model-grid voxel the probabilities of 7 classes (kClass*). Post-processing (Analyze):
 // clot probability = sum of the five clot classes; presence score = mean of the top_k clot probabilities;
-// volumes sum probabilities >= volume_floor; components of p_clot >= voxel_threshold give side and region.
+// volumes sum probabilities >= volume_floor; components of p_clot >= voxel_threshold give side, site and region.
+//
+// Side and most proximal branch come from where each clot component's centroid lies left or right of the body
+// midline (patient LPS), not from the model's per-branch clot classes: those were trained as an auxiliary target
+// but do not separate the branches reliably (3 of 24 validation clots by the dominant class), so they are summed.
+// The level boundaries (BranchLevelLimits) were measured on phantom truth: clot centroids per branch across 48
+// seeds lie at x = -23..0 mm (right pulmonary artery), 11..19 (main, saddle; the trunk is left of the midline),
+// 26..41 (left pulmonary artery), <= -50 (right lobar) and >= 52 (left lobar), x + toward the patient's left.
 #pragma once
 
 #include <array>
@@ -63,6 +70,24 @@ enum class Side { kNone, kLeft, kRight, kBilateral };
 // The most proximal branch level involved.
 enum class Site { kNone, kMain, kRightPulmonary, kLeftPulmonary, kRightLobar, kLeftLobar };
 
+// Boundaries between branch levels on the lateral offset of a clot centroid from the body midline (mm, + toward
+// the patient's left): right lobar < right_lobar_max <= right pulmonary < main_min <= main < left_min <= left
+// pulmonary < left_lobar_min <= left lobar.
+struct BranchLevelLimits {
+  double right_lobar_max = -40;
+  double main_min = 5;
+  double left_min = 22;
+  double left_lobar_min = 47;
+};
+
+// The level of a centroid at `offset_mm` from the midline.
+Site SiteAt(double offset_mm, const BranchLevelLimits& limits = {});
+
+// Mean over z cells of the centre of the body's left-right extent: the first and last grid column whose vessel
+// channel (input channel 0, [2, cells, grid, grid]) exceeds `body_level` (0.2: about -60 HU, soft tissue). The
+// chest wall is near-symmetric, unlike the mediastinum. (grid - 1) / 2 when no cell holds body.
+double BodyMidlineColumn(const std::vector<float>& input, uint32_t cells, uint32_t grid, float body_level = 0.2f);
+
 struct GridGeometry {
   uint32_t cells = 0;  // along z
   uint32_t grid = 128;
@@ -71,6 +96,7 @@ struct GridGeometry {
   double cell_z_mm = 0;         // actual z cell height
   std::vector<uint32_t> center_slice;  // per z cell, the original frame that contributes most
   double slice_spacing_mm = 0;  // original spacing between frames
+  double midline_column = -1;   // body midline in grid columns (BodyMidlineColumn); < 0: the grid's centre
   // Patient LPS position of the centre of the first pixel of frame 0, the row and column direction cosines and
   // the unit normal pointing along the sorted frames, for centroids in patient coordinates.
   std::array<double, 3> origin{0, 0, 0}, row_dir{1, 0, 0}, column_dir{0, 1, 0}, normal{0, 0, 1};
@@ -86,15 +112,17 @@ struct Analysis {
   std::array<double, kClassCount> class_mass{};  // summed class probabilities over clot voxels (>= floor)
   Site site = Site::kNone;
   Side side = Side::kNone;
-  uint32_t components = 0;  // clot components (p_clot >= voxel_threshold) counted for the side
+  uint32_t components = 0;  // clot components (p_clot >= voxel_threshold) counted for side and site (see .cpp)
   std::array<double, 3> centroid_lps{0, 0, 0};  // of the largest component, patient mm
+  double offset_mm = 0;  // lateral offset of the largest component's centroid from the midline, + = left
   uint32_t best_cell = 0;   // z cell with the largest clot area
   uint32_t best_frame = 0;  // original frame index of best_cell
   std::vector<float> contour;  // polygon on best_frame in original pixel coordinates (x, y pairs)
 };
 
 // `prob` is [kClassCount, cells, grid, grid] (C order).
-Analysis Analyze(const std::vector<float>& prob, const GridGeometry& g, const ModelSpec& spec);
+Analysis Analyze(const std::vector<float>& prob, const GridGeometry& g, const ModelSpec& spec,
+                 const BranchLevelLimits& limits = {});
 
 const char* SiteName(Site site);  // "main pulmonary artery", "right pulmonary artery", ... "" for kNone
 

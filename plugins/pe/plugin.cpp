@@ -1,7 +1,7 @@
 // "Pulmonary embolism detection on CTPA": a reference deep-learning plugin. A small 3D U-Net (TorchScript,
 // trained on aihub-phantom CT pulmonary angiograms by train.py) maps a CTPA to per-voxel probabilities of artery
-// lumen and of embolus by branch level; presence, clot volume, burden, side, most proximal branch and region come
-// from those maps (pe_model.h). Not for clinical use.
+// lumen and embolus; presence, clot volume, burden, side, most proximal branch and region come from those maps
+// and the clot components' positions (pe_model.h). Not for clinical use.
 #include <torch/script.h>
 #include <torch/torch.h>
 
@@ -209,8 +209,9 @@ class PePlugin {
     job.progress(1.0);
   }
 
-  // Runs the model on a small synthetic chest block (lung around one opacified artery) and checks the output's
-  // shape, that the classes sum to one and that the artery scores as lumen above the lung.
+  // Runs the model on a small synthetic block: a lobar-sized opacified artery (330 HU, 5.6 mm across) running
+  // through lung, plugged by a 40 HU filling defect over 4 cells. Checks the output's shape, that the classes sum to
+  // one, that the open artery scores as lumen above the lung, and that the plug scores as clot above the open lumen.
   void self_test() {
     const uint32_t cells = 16, grid = spec_.grid;
     const size_t plane = static_cast<size_t>(grid) * grid, n = plane * cells;
@@ -220,8 +221,9 @@ class PePlugin {
       for (uint32_t r = 0; r < grid; ++r) {
         for (uint32_t col = 0; col < grid; ++col) {
           const size_t i = k * plane + static_cast<size_t>(r) * grid + col;
-          const bool artery = std::hypot(r - c, col - c) < 4;
-          input[i] = artery ? 0.76f : 0.0f;        // 330 HU in the artery, lung around it
+          const bool artery = std::hypot(r - c, col - c) < 2;
+          const bool plug = artery && k >= 6 && k <= 9;
+          input[i] = plug ? 0.34f : artery ? 0.76f : 0.0f;
           input[n + i] = artery ? 0.0f : 1.0f;
         }
       }
@@ -233,10 +235,18 @@ class PePlugin {
       for (uint32_t cl = 0; cl < aihub::pe::kClassCount; ++cl) s += prob[cl * n + i];
       if (!(std::fabs(s - 1) < 1e-3)) throw aihub::Error(AIHUB_INTERNAL, "pe self-test: classes do not sum to 1");
     }
-    const size_t centre = 8 * plane + static_cast<size_t>(c) * grid + static_cast<size_t>(c);
-    const size_t lung = 8 * plane + static_cast<size_t>(c) * grid + static_cast<size_t>(c) + 20;
-    if (!(prob[aihub::pe::kClassLumen * n + centre] > prob[aihub::pe::kClassLumen * n + lung])) {
+    auto clot = [&](size_t i) {
+      double p = 0;
+      for (uint32_t cl = aihub::pe::kClassClotMain; cl < aihub::pe::kClassCount; ++cl) p += prob[cl * n + i];
+      return p;
+    };
+    const size_t centre = static_cast<size_t>(c) * grid + static_cast<size_t>(c);
+    const size_t open = 2 * plane + centre, plugged = 8 * plane + centre, lung = 2 * plane + centre + 20;
+    if (!(prob[aihub::pe::kClassLumen * n + open] > prob[aihub::pe::kClassLumen * n + lung])) {
       throw aihub::Error(AIHUB_INTERNAL, "pe self-test: the artery does not score above the lung as lumen");
+    }
+    if (!(clot(plugged) > clot(open))) {
+      throw aihub::Error(AIHUB_INTERNAL, "pe self-test: the filling defect does not score above the open lumen");
     }
   }
 
@@ -286,6 +296,7 @@ class PePlugin {
         }
       }
     });
+    grid.midline_column = aihub::pe::BodyMidlineColumn(input, z.cells, spec_.grid);
     return input;
   }
 
@@ -345,7 +356,7 @@ class PePlugin {
                 (a.present ? aihub::pe::SiteName(a.site) : "none") + ", " + std::to_string(a.clot_voxels) +
                 " clot cells in " +
                 std::to_string(a.components) + " component(s), " + FormatNumber(a.volume_ml, "%.3f") +
-                " mL clot, " + FormatNumber(a.lumen_ml, "%.1f") + " mL lumen, centroid LPS (" +
+                " mL clot, " + FormatNumber(a.lumen_ml, "%.1f") + " mL lumen, largest clot " + FormatNumber(a.offset_mm) + " mm from the midline, centroid LPS (" +
                 FormatNumber(a.centroid_lps[0]) + ", " + FormatNumber(a.centroid_lps[1]) + ", " +
                 FormatNumber(a.centroid_lps[2]) + ") mm, grid " + std::to_string(grid.cells) + " cells");
   }

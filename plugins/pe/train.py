@@ -4,7 +4,8 @@
     /usr/bin/python3 plugins/pe/train.py [--phantom build/bin/aihub-phantom] [--cache /tmp/aihub-pe-cache]
 
 Reproducible: fixed seeds (torch, numpy), 1 thread (the machine is shared), deterministic algorithms, a fixed
-number of steps. Writes plugins/pe/model/pe.pt and plugins/pe/model/MODEL_VERSION.
+number of steps. Data generation takes about 7 minutes once (cached), training about 11.5 minutes (1800 steps at
+~0.35 s plus validation). Writes plugins/pe/model/pe.pt and plugins/pe/model/MODEL_VERSION.
 
 Seeds (never overlap):
   training    3000-3079  each seed: one study with an embolus (branch = BRANCHES[seed % 8]) and the same seed
@@ -35,7 +36,7 @@ SIZES = [(512, 200), (256, 128), (256, 64), (128, 64)]
 TOP_K = 8               # presence score: mean of the 8 highest clot probabilities
 VOXEL_THRESHOLD = 0.5   # a model-grid voxel is clot (components, side, region) at p_clot >= 0.5
 VOLUME_FLOOR = 0.2      # volumes sum p over voxels with p >= 0.2 (soft edges count by their fraction)
-STEPS = 700
+STEPS = 1800
 LR = 3e-3
 BATCH = 4
 PATCH = (24, 48, 48)
@@ -130,16 +131,16 @@ def sample_patch(study, partner, rng):
     s, h, w = study["lumen"].shape
     ps, ph, pw = PATCH
     u = rng.random()
-    if study["label"] == 1 and u < 0.7:
+    if study["label"] == 1 and u < 0.5:
         idx = np.argwhere(study["clot"] > 0.2)
         k, r, c = idx[rng.integers(len(idx))] + rng.integers(-8, 9, size=3)
-    elif study["label"] == 0 and u < 0.4:  # where the partner has its clot: normal lumen, the hard negative
+    elif study["label"] == 0 and u < 0.5:  # where the partner has its clot: normal lumen, the hard negative
         idx = np.argwhere(partner["clot"] > 0.2)
         k, r, c = idx[rng.integers(len(idx))] + rng.integers(-8, 9, size=3)
-    elif u < 0.85:  # anywhere along the arteries
+    elif u < 0.8:  # anywhere along the arteries
         idx = np.argwhere(study["lumen"] > 0.5)
         k, r, c = idx[rng.integers(len(idx))]
-    else:  # anywhere in the body
+    else:  # anywhere in the body (heart chambers and veins are the hard negatives there)
         idx = np.argwhere(study["x"][0] > 0.05)
         k, r, c = idx[rng.integers(len(idx))]
     k0 = int(np.clip(k - ps // 2, 0, s - ps))
@@ -250,7 +251,9 @@ def main():
         batch = []
         for _ in range(BATCH):
             pair = train[rng.integers(len(train))]
-            i = int(rng.random() < 0.6)  # 60 % positives
+            # Half positives, half the same chest without the clot: clot-centred patches and patches at the same
+            # place in the clot-free twin come equally often, so position alone never predicts a clot.
+            i = int(rng.random() < 0.5)
             batch.append(sample_patch(pair[i], pair[1 - i], rng))
         x = torch.from_numpy(np.stack([b[0] for b in batch]))
         y = torch.from_numpy(np.stack([b[1] for b in batch]))

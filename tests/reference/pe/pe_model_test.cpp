@@ -190,33 +190,78 @@ TEST_CASE("analysis: a right pulmonary artery clot is present, right-sided, with
   CHECK(a.contour == std::vector<float>{10, 20, 18, 20, 18, 26, 10, 26});
 }
 
-TEST_CASE("analysis: a saddle clot is bilateral in the main artery; clots on both sides are bilateral") {
+TEST_CASE("analysis: side and most proximal branch follow the clot centroids' offsets from the body midline") {
   ModelSpec spec;
   {
-    Map m(8, 32);
-    m.Box(aihub::pe::kClassClotMain, 2, 5, 10, 14, 10, 20, 0.8f);
+    Map m(8, 32);  // midline at column 15.5; columns 18-22 centre 13.5 mm left of it: the saddle zone
+    m.Box(aihub::pe::kClassClotRight, 2, 5, 10, 14, 18, 22, 0.8f);  // the (unused) branch class does not matter
     const Analysis a = aihub::pe::Analyze(m.p, m.Geometry(), spec);
     CHECK(a.present);
+    CHECK(a.offset_mm == doctest::Approx(13.5));
     CHECK(a.site == Site::kMain);
     CHECK(a.side == Side::kBilateral);
   }
   {
-    Map m(8, 32);
-    m.Box(aihub::pe::kClassClotRightLobar, 1, 3, 5, 7, 2, 4, 0.8f);
-    m.Box(aihub::pe::kClassClotLeftLobar, 4, 6, 5, 7, 25, 28, 0.8f);
+    Map m(8, 64);  // midline 31.5: a right lobar clot (-61.5 mm) and a larger left lobar one (+60 mm)
+    m.Box(aihub::pe::kClassClotRightLobar, 1, 3, 5, 7, 10, 12, 0.8f);
+    m.Box(aihub::pe::kClassClotLeftLobar, 4, 6, 5, 7, 50, 53, 0.8f);
     const Analysis a = aihub::pe::Analyze(m.p, m.Geometry(), spec);
     CHECK(a.side == Side::kBilateral);
-    CHECK(a.site == Site::kLeftLobar);  // the larger of the two lobar clots
+    CHECK(a.site == Site::kLeftLobar);  // same level: the larger clot
     CHECK(a.components == 2);
   }
   {
-    Map m(8, 32);  // a lobar clot with a little spill into the left pulmonary artery class: proximal wins at 20 %
-    m.Box(aihub::pe::kClassClotLeftLobar, 1, 3, 5, 7, 20, 23, 0.8f);
-    m.Box(aihub::pe::kClassClotLeft, 4, 4, 5, 7, 20, 23, 0.8f);
+    Map m(8, 64);  // a left pulmonary artery clot (+30 mm) and a right lobar one: the proximal one is the site
+    m.Box(aihub::pe::kClassClotLeft, 1, 3, 5, 7, 40, 43, 0.8f);
+    m.Box(aihub::pe::kClassClotRightLobar, 4, 6, 5, 7, 8, 12, 0.8f);
     const Analysis a = aihub::pe::Analyze(m.p, m.Geometry(), spec);
-    CHECK(a.side == Side::kLeft);
     CHECK(a.site == Site::kLeftPulmonary);
+    CHECK(a.side == Side::kBilateral);
   }
+  {
+    Map m(8, 64);  // the same left clot with the image mirrored (row cosine x < 0): now on the patient's right
+    m.Box(aihub::pe::kClassClotLeft, 1, 2, 5, 6, 41, 42, 0.8f);
+    GridGeometry g = m.Geometry();
+    g.row_dir = {-1, 0, 0};
+    const Analysis a = aihub::pe::Analyze(m.p, g, spec);
+    CHECK(a.site == Site::kRightPulmonary);
+    CHECK(a.side == Side::kRight);
+    CHECK(a.offset_mm == doctest::Approx(-30));
+  }
+  {
+    Map m(8, 64);  // speckle under a quarter of the largest clot does not change the side
+    m.Box(aihub::pe::kClassClotLeft, 1, 4, 5, 8, 41, 44, 0.8f);  // 64 cells
+    m.Box(aihub::pe::kClassClotLeft, 7, 7, 20, 20, 5, 5, 0.8f);  // 1 cell far right
+    const Analysis a = aihub::pe::Analyze(m.p, m.Geometry(), spec);
+    CHECK(a.components == 1);
+    CHECK(a.side == Side::kLeft);
+  }
+  {
+    Map m(8, 64);  // a sizeable second clot below the operating point does not count either
+    m.Box(aihub::pe::kClassClotLeft, 1, 4, 5, 8, 41, 44, 0.9f);
+    m.Box(aihub::pe::kClassClotRight, 5, 7, 20, 23, 20, 23, 0.6f);  // 48 cells at 0.6
+    ModelSpec strict = spec;
+    strict.threshold = 0.8;
+    CHECK(aihub::pe::Analyze(m.p, m.Geometry(), strict).side == Side::kLeft);
+    CHECK(aihub::pe::Analyze(m.p, m.Geometry(), spec).side == Side::kBilateral);  // at 0.5 it counts
+  }
+}
+
+TEST_CASE("branch levels and the body midline") {
+  CHECK(aihub::pe::SiteAt(-60) == Site::kRightLobar);
+  CHECK(aihub::pe::SiteAt(-10) == Site::kRightPulmonary);
+  CHECK(aihub::pe::SiteAt(15) == Site::kMain);
+  CHECK(aihub::pe::SiteAt(30) == Site::kLeftPulmonary);
+  CHECK(aihub::pe::SiteAt(55) == Site::kLeftLobar);
+  const uint32_t cells = 2, grid = 16;
+  std::vector<float> input(2 * cells * grid * grid, 0);
+  for (uint32_t r = 4; r < 12; ++r) {
+    for (uint32_t c = 3; c <= 9; ++c) input[r * grid + c] = 0.5f;       // cell 0: body over columns 3..9
+    for (uint32_t c = 7; c <= 13; ++c) input[(grid + r) * grid + c] = 0.5f;  // cell 1: columns 7..13
+  }
+  CHECK(aihub::pe::BodyMidlineColumn(input, cells, grid) == doctest::Approx((6.0 + 10.0) / 2));
+  std::vector<float> empty(2 * cells * grid * grid, 0);
+  CHECK(aihub::pe::BodyMidlineColumn(empty, cells, grid) == doctest::Approx(7.5));
 }
 
 TEST_CASE("analysis: a clean map is absent, and a size mismatch is refused") {
