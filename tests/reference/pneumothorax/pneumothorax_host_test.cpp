@@ -12,59 +12,18 @@
 #include "core/job_runner.h"
 #include "dicom/study.h"
 #include "host/plugins/test_support.h"
+#include "reference/support/reference_host.h"
 #include "phantom/chest_xray.h"
 #include "store/job_store.h"
 
 namespace {
 
 using aihub::phantom::Side;
-using aihub::testing::TempDir;
-
-const std::string kPluginDir = std::string(AIHUB_BINARY_DIR) + "/plugins";
-
-// The host's parts over a temp folder holding `files` from build/plugins, with pneumothorax enabled.
-struct Host {
-  TempDir root{"ptx-host"};
-  std::unique_ptr<aihub::core::ConfigHolder> config;
-  std::unique_ptr<aihub::store::JobStore> store;
-  std::unique_ptr<aihub::plugins::PluginRegistry> registry;
-  aihub::core::StudyCatalog catalog;
-  std::unique_ptr<aihub::core::JobRunner> runner;
-  std::vector<aihub::plugins::ReloadEvent> events;
-
-  explicit Host(const std::vector<std::string>& files) {
-    std::filesystem::create_directories(root / "plugins");
-    for (const auto& f : files) aihub::testing::Deploy(kPluginDir + "/" + f, root / "plugins" / f);
-    auto c = aihub::config::ParseSiteConfig(
-        "state_dir: ./var\nplugin_dir: ./plugins\nplugins:\n  - id: pneumothorax\n    modes: {default: silent}\n"
-        "    config: {threads: 2}\n",
-        root.path(), "site.yaml");
-    REQUIRE_MESSAGE(c.ok(), c.status().ToString());
-    config = std::make_unique<aihub::core::ConfigHolder>(*c);
-    auto s = aihub::store::JobStore::Open(root / "var" / "aihub.db", "test:1");
-    REQUIRE(s.ok());
-    store = std::move(s).value();
-    registry = std::make_unique<aihub::plugins::PluginRegistry>(
-        root / "plugins", root / "var" / "cache", [](const std::string&) { return std::string("{\"threads\": 2}"); });
-    events = registry->Rescan();
-    runner = std::make_unique<aihub::core::JobRunner>(
-        *config, *store, *registry, catalog,
-        [](const aihub::Result&, const aihub::core::EncodedResult&) {
-          return std::vector<aihub::store::OutboxItem>{};
-        });
-  }
-  std::string Rejection(const std::string& file) const {
-    for (const auto& e : events) {
-      if (e.kind == aihub::plugins::ReloadEvent::Kind::kRejected && e.file.filename() == file) return e.reason;
-    }
-    return "";
-  }
-};
 
 }  // namespace
 
 TEST_CASE("through the host: a right pneumothorax is found with side, size and outline and a normal chest is not") {
-  Host host({"pneumothorax.pt", "pneumothorax.so"});
+  aihub::testing::ReferenceHost host("pneumothorax", {"pneumothorax.pt", "pneumothorax.so"});
   REQUIRE(host.registry->Get("pneumothorax") != nullptr);
   CHECK(host.registry->Get("pneumothorax")->info().model_version.rfind("pneumothorax-ref-", 0) == 0);
 
@@ -145,7 +104,7 @@ TEST_CASE("through the host: a right pneumothorax is found with side, size and o
 }
 
 TEST_CASE("through the host: without its model file pneumothorax fails to load with the reason, others load") {
-  Host host({"pneumothorax.so", "hyperdensity.so"});
+  aihub::testing::ReferenceHost host("pneumothorax", {"pneumothorax.so", "hyperdensity.so"});
   CHECK(host.registry->Get("pneumothorax") == nullptr);
   CHECK(host.registry->Get("hyperdensity") != nullptr);
   const std::string reason = host.Rejection("pneumothorax.so");
