@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "aihub_ref/torch_model.h"
 #include "aihub/plugin.hpp"
 #include "aihub_ref/volume.h"
 #include "pe_model.h"
@@ -120,43 +121,19 @@ class PePlugin {
  public:
   explicit PePlugin(aihub::PluginContext& ctx)
       : model_path_(ctx.config_path("model", "pe.pt")), device_(torch::kCPU) {
-    const double threads = ctx.config_number("threads", 2);
-    if (!(threads >= 1 && threads <= 256)) throw aihub::Error(AIHUB_INVALID_ARGUMENT, "pe: threads must be 1..256");
-    threads_ = static_cast<int>(threads);
-    const std::string device = ctx.config_string("device", "auto");
-    if (device == "cuda" || (device == "auto" && torch::cuda::is_available())) {
-      if (!torch::cuda::is_available()) {
-        throw aihub::Error(AIHUB_FAILED_PRECONDITION, "pe: device 'cuda' configured but CUDA is not available");
-      }
-      device_ = torch::Device(torch::kCUDA);
-    } else if (device != "cpu" && device != "auto") {
-      throw aihub::Error(AIHUB_INVALID_ARGUMENT, "pe: device must be auto, cpu or cuda, not '" + device + "'");
-    }
+    const aihub_ref::TorchRuntime runtime = aihub_ref::ReadTorchRuntime(ctx, "pe");
+    device_ = runtime.device;
+    threads_ = runtime.threads;
     min_contrast_hu_ = ctx.config_number("min_contrast_hu", 150);
     if (!(min_contrast_hu_ >= -1000 && min_contrast_hu_ <= 3000)) {
       throw aihub::Error(AIHUB_INVALID_ARGUMENT, "pe: min_contrast_hu must be in [-1000, 3000]");
     }
-    // Process-wide in libtorch: every torch plugin in this process shares one intra-op pool.
-    torch::set_num_threads(threads_);
-
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(model_path_, ec)) {
-      throw aihub::Error(AIHUB_NOT_FOUND, "pe: model file not found: " + model_path_);
-    }
-    torch::jit::ExtraFilesMap extra{{"aihub_model.json", ""}};
-    try {
-      module_ = torch::jit::load(model_path_, device_, extra);
-      module_.eval();
-    } catch (const c10::Error& e) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION, "pe: cannot load TorchScript model " + model_path_ + ": " +
-                                                        FirstLine(e.what_without_backtrace()));
-    } catch (const std::exception& e) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION,
-                         "pe: cannot load TorchScript model " + model_path_ + ": " + FirstLine(e.what()));
-    }
+    runtime.Apply();
+    std::string metadata;
+    module_ = aihub_ref::LoadTorchScript(model_path_, runtime, "pe", &metadata);
     std::string model_version;
     try {
-      model_version = aihub::pe::ParseModelMetadata(extra["aihub_model.json"], spec_);
+      model_version = aihub::pe::ParseModelMetadata(metadata, spec_);
     } catch (const std::exception& e) {
       throw aihub::Error(AIHUB_FAILED_PRECONDITION, "pe: " + model_path_ + ": " + e.what());
     }
@@ -195,7 +172,7 @@ class PePlugin {
                                  FormatNumber(contrast_hu, "%.0f") + " HU, below " +
                                  FormatNumber(min_contrast_hu_, "%.0f") + " HU (no opacified pulmonary arteries)");
     }
-    torch::set_num_threads(threads_);  // another torch plugin in this process may have changed it
+    torch::set_num_threads(threads_);  // process-wide: another torch plugin may have changed it
     const auto start = std::chrono::steady_clock::now();
     const std::vector<float> prob = Infer(input, grid.cells);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -251,11 +228,6 @@ class PePlugin {
   }
 
  private:
-  static std::string FirstLine(const std::string& s) {
-    const std::string line = s.substr(0, s.find('\n'));
-    return line.size() > 300 ? line.substr(0, 300) + "..." : line;
-  }
-
   std::vector<float> ReadInput(const aihub::Job& job, uint32_t series, GridGeometry& grid,
                                double& contrast_hu) const {
     const uint32_t frames = job.frame_count(series);

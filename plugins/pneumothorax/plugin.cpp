@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "aihub_ref/torch_model.h"
 #include "aihub/plugin.hpp"
 #include "pneumothorax_model.h"
 
@@ -178,43 +179,15 @@ class PneumothoraxPlugin {
  public:
   explicit PneumothoraxPlugin(aihub::PluginContext& ctx)
       : model_path_(ctx.config_path("model", "pneumothorax.pt")), device_(torch::kCPU) {
-    const double threads = ctx.config_number("threads", 2);
-    if (!(threads >= 1 && threads <= 256)) {
-      throw aihub::Error(AIHUB_INVALID_ARGUMENT, "pneumothorax: threads must be 1..256");
-    }
-    threads_ = static_cast<int>(threads);
-    const std::string device = ctx.config_string("device", "auto");
-    if (device == "cuda" || (device == "auto" && torch::cuda::is_available())) {
-      if (!torch::cuda::is_available()) {
-        throw aihub::Error(AIHUB_FAILED_PRECONDITION,
-                           "pneumothorax: device 'cuda' configured but CUDA is not available");
-      }
-      device_ = torch::Device(torch::kCUDA);
-    } else if (device != "cpu" && device != "auto") {
-      throw aihub::Error(AIHUB_INVALID_ARGUMENT,
-                         "pneumothorax: device must be auto, cpu or cuda, not '" + device + "'");
-    }
-    // Process-wide in libtorch: every torch plugin in this process shares one intra-op pool.
-    torch::set_num_threads(threads_);
-
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(model_path_, ec)) {
-      throw aihub::Error(AIHUB_NOT_FOUND, "pneumothorax: model file not found: " + model_path_);
-    }
-    torch::jit::ExtraFilesMap extra{{"aihub_model.json", ""}};
-    try {
-      module_ = torch::jit::load(model_path_, device_, extra);
-      module_.eval();
-    } catch (const c10::Error& e) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION, "pneumothorax: cannot load TorchScript model " + model_path_ +
-                                                        ": " + FirstLine(e.what_without_backtrace()));
-    } catch (const std::exception& e) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION,
-                         "pneumothorax: cannot load TorchScript model " + model_path_ + ": " + FirstLine(e.what()));
-    }
+    const aihub_ref::TorchRuntime runtime = aihub_ref::ReadTorchRuntime(ctx, "pneumothorax");
+    device_ = runtime.device;
+    threads_ = runtime.threads;
+    runtime.Apply();
+    std::string metadata;
+    module_ = aihub_ref::LoadTorchScript(model_path_, runtime, "pneumothorax", &metadata);
     std::string model_version;
     try {
-      model_version = aihub::pneumothorax::ParseModelMetadata(extra["aihub_model.json"], spec_);
+      model_version = aihub::pneumothorax::ParseModelMetadata(metadata, spec_);
     } catch (const std::exception& e) {
       throw aihub::Error(AIHUB_FAILED_PRECONDITION, "pneumothorax: " + model_path_ + ": " + e.what());
     }
@@ -263,7 +236,7 @@ class PneumothoraxPlugin {
         aihub::pneumothorax::ResampleToGrid(frame.data(), g.rows, g.columns, spec_.grid_rows, spec_.grid_columns);
     aihub::pneumothorax::Normalise(input, spec_, view.monochrome1);
     job.progress(0.3);
-    torch::set_num_threads(threads_);  // another torch plugin in this process may have changed it
+    torch::set_num_threads(threads_);  // process-wide: another torch plugin may have changed it
     const auto start = std::chrono::steady_clock::now();
     const std::vector<float> prob = Infer(input);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -313,11 +286,6 @@ class PneumothoraxPlugin {
   }
 
  private:
-  static std::string FirstLine(const std::string& s) {
-    const std::string line = s.substr(0, s.find('\n'));
-    return line.size() > 300 ? line.substr(0, 300) + "..." : line;
-  }
-
   std::vector<float> Infer(std::vector<float>& input) {
     const int64_t rows = spec_.grid_rows, columns = spec_.grid_columns;
     torch::NoGradGuard no_grad;
