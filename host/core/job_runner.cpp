@@ -149,10 +149,6 @@ StatusOr<RouteDecision> JobRunner::SubmitImpl(const dicom::Study& study, const S
   if (!IsValidUid(study.study_instance_uid)) {
     return InvalidArgument("invalid StudyInstanceUID '" + study.study_instance_uid + "'");
   }
-  {
-    std::lock_guard<std::mutex> lock(sources_mutex_);
-    sources_[study.study_instance_uid] = source;
-  }
   const store::StudyRecord record{study.study_instance_uid, source, DumpJson(TagsJson(study.tags))};
   const std::shared_ptr<const config::SiteConfig> config = config_.Get();
   RouteDecision decision = router_.Route(*config, study, context, registry_.Active());
@@ -247,8 +243,6 @@ void JobRunner::ForgetStudyIfDone(const std::string& study_uid) {
     if (!IsTerminal(j.state)) return;
   }
   catalog_.Remove(study_uid);
-  std::lock_guard<std::mutex> lock(sources_mutex_);
-  sources_.erase(study_uid);
 }
 
 Status JobRunner::Fail(const store::JobRecord& job, const Status& why, JobOutcome* outcome) {
@@ -353,17 +347,11 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
     }
   }
 
-  // Where the study's files are: known in memory when this process routed it, else as the store recorded it
-  // (a job resumed after a restart can run before its folder is seen again).
+  // Where the study's files are, as routing recorded it: a job resumed after a restart can run before its
+  // folder is seen again.
   std::string source;
-  {
-    std::lock_guard<std::mutex> lock(sources_mutex_);
-    auto it = sources_.find(job.study_instance_uid);
-    if (it != sources_.end()) source = it->second;
-  }
-  if (source.empty()) {
-    auto recorded = store_.GetStudy(job.study_instance_uid);
-    if (recorded.ok() && recorded->has_value()) source = (*recorded)->source;
+  if (auto recorded = store_.GetStudy(job.study_instance_uid); recorded.ok() && recorded->has_value()) {
+    source = (*recorded)->source;
   }
   auto study = catalog_.Find(job.study_instance_uid, source);
   if (!study.ok()) return report(Unavailable(study.status().message()));

@@ -88,8 +88,6 @@ class JobRunner {
   DeliveryPlanner planner_;
   Router router_;
   std::atomic<bool> cancel_{false};
-  std::mutex sources_mutex_;
-  std::map<std::string, std::string> sources_;   // study uid -> source folder (this process)
   // Jobs routed by this process keep the plugin version they were routed to until they end, even if a new
   // version is swapped in meanwhile (shared ownership keeps that library mapped). Keyed by (study, plugin,
   // routed version), known before the job is written, so the pin exists before any worker can claim the job.
