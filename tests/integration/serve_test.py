@@ -75,6 +75,15 @@ def drop_study(root, seed):
     os.rename(os.path.join(staging, folder), os.path.join(root, "inbox", "study-%d" % seed))
 
 
+def audit_actions(root):
+    import sqlite3
+    con = sqlite3.connect(os.path.join(root, "var", "aihub.db"))
+    try:
+        return [r[0] for r in con.execute("SELECT action FROM audit ORDER BY seq")]
+    finally:
+        con.close()
+
+
 def mapped(pid, needle):
     with open("/proc/%d/maps" % pid) as f:
         return needle in f.read()
@@ -121,7 +130,10 @@ class ServeTest(unittest.TestCase):
 
             # A broken version is refused; v2 keeps serving.
             deploy(os.path.join(TEST_PLUGINS, "fixed_work_v3.so"), os.path.join(plugin_dir, "fixed_work.so"))
-            time.sleep(0.5)
+            deadline = time.time() + 30
+            while time.time() < deadline and "plugin.rejected" not in audit_actions(root):
+                time.sleep(0.05)
+            self.assertIn("plugin.rejected", audit_actions(root))  # refused before the next study arrives
             drop_study(root, 13)
             out.wait_for("fixed-work 2.0.0: Fixed work result PRESENT")
 
