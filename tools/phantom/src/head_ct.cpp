@@ -7,9 +7,15 @@
 
 #include "common/hash.h"
 #include "phantom/random.h"
+#include "phantom_util.h"
 
 namespace aihub::phantom {
 namespace {
+
+using internal::ExtendBox;
+using internal::Smooth3x3;
+using internal::ValidateSite;
+using internal::VoxelBoxToJson;
 
 constexpr double kPi = 3.14159265358979323846;
 constexpr double kFieldOfViewMm = 240;
@@ -263,25 +269,6 @@ Tissue ApplyLesion(const Lesion& l, const Anatomy& a, double x, double y, double
 }
 
 // In-place [1 2 1] x [1 2 1] / 16 smoothing with edge replication: the scanner's reconstruction blur.
-void Smooth(std::vector<float>& img, uint32_t cols, uint32_t rows, std::vector<float>& tmp) {
-  tmp.resize(img.size());
-  for (uint32_t r = 0; r < rows; ++r) {
-    const float* in = &img[static_cast<size_t>(r) * cols];
-    float* out = &tmp[static_cast<size_t>(r) * cols];
-    for (uint32_t c = 0; c < cols; ++c) {
-      const float l = in[c > 0 ? c - 1 : c], m = in[c], rr = in[c + 1 < cols ? c + 1 : c];
-      out[c] = 0.25f * (l + 2 * m + rr);
-    }
-  }
-  for (uint32_t r = 0; r < rows; ++r) {
-    const float* up = &tmp[static_cast<size_t>(r > 0 ? r - 1 : r) * cols];
-    const float* mid = &tmp[static_cast<size_t>(r) * cols];
-    const float* down = &tmp[static_cast<size_t>(r + 1 < rows ? r + 1 : r) * cols];
-    float* out = &img[static_cast<size_t>(r) * cols];
-    for (uint32_t c = 0; c < cols; ++c) out[c] = 0.25f * (up[c] + 2 * mid[c] + down[c]);
-  }
-}
-
 uint32_t NearestIndex(double value, double origin, double step, uint32_t count) {
   const double i = std::round((value - origin) / step);
   return static_cast<uint32_t>(std::clamp(i, 0.0, static_cast<double>(count - 1)));
@@ -312,33 +299,7 @@ bool FindUniform(const std::vector<uint8_t>& tissue_map, const CtVolume& v, uint
 Status ValidateOptions(const HeadCtOptions& o) {
   if (o.slices < 1 || o.slices > 400) return InvalidArgument("slices must be in 1..400");
   if (o.size < 64 || o.size > 1024) return InvalidArgument("size must be in 64..1024");
-  if (o.calling_ae.empty() || o.calling_ae.size() > 16 || o.calling_ae.find('\\') != std::string::npos) {
-    return InvalidArgument("calling AE title must be 1..16 characters without backslash");
-  }
-  for (const std::string* s : {&o.department, &o.institution}) {
-    if (s->size() > 64 || s->find('\\') != std::string::npos) {
-      return InvalidArgument("department and institution must be at most 64 characters without backslash");
-    }
-  }
-  return Status::Ok();
-}
-
-nlohmann::json BoxToJson(const VoxelBox& b) {
-  return {{"column_min", b.column_min}, {"column_max", b.column_max}, {"row_min", b.row_min},
-          {"row_max", b.row_max},       {"slice_min", b.slice_min},   {"slice_max", b.slice_max}};
-}
-
-void Extend(VoxelBox& box, uint64_t count_before, uint32_t c, uint32_t r, uint32_t k) {
-  if (count_before == 0) {
-    box = {c, c, r, r, k, k};
-    return;
-  }
-  box.column_min = std::min(box.column_min, c);
-  box.column_max = std::max(box.column_max, c);
-  box.row_min = std::min(box.row_min, r);
-  box.row_max = std::max(box.row_max, r);
-  box.slice_min = std::min(box.slice_min, k);
-  box.slice_max = std::max(box.slice_max, k);
+  return ValidateSite(o.department, o.calling_ae, o.institution);
 }
 
 }  // namespace
@@ -434,7 +395,7 @@ StatusOr<HeadCtStudy> GenerateHeadCt(const HeadCtOptions& o) {
           if (lt == kBlood) {
             hu = lesion.blood_hu;
             blood[i] = 1;
-            Extend(extent.box, extent.voxels, c, r, k);
+            ExtendBox(extent.box, extent.voxels, c, r, k);
             ++extent.voxels;
             sum_x += xs[c];
             sum_y += ys[r];
@@ -449,15 +410,15 @@ StatusOr<HeadCtStudy> GenerateHeadCt(const HeadCtOptions& o) {
       }
     }
     if (extent.voxels > 0) {
-      Extend(h.box, h.voxels, extent.box.column_min, extent.box.row_min, k);
-      Extend(h.box, 1, extent.box.column_max, extent.box.row_max, k);
+      ExtendBox(h.box, h.voxels, extent.box.column_min, extent.box.row_min, k);
+      ExtendBox(h.box, 1, extent.box.column_max, extent.box.row_max, k);
       h.voxels += extent.voxels;
       h.slices.push_back(extent);
     }
     // Quantum noise, then the reconstruction kernel's blur (which also softens edges like partial volume).
     Rng noise(MixSeed(o.seed, 1000 + k));
     for (size_t i = 0; i < n; ++i) slice[i] += static_cast<float>(kNoiseSdBeforeSmoothing * noise.Normal());
-    Smooth(slice, v.columns, v.rows, tmp);
+    Smooth3x3(slice, v.columns, v.rows, tmp);
     int16_t* out = v.Slice(k);
     for (size_t i = 0; i < n; ++i) {
       out[i] = static_cast<int16_t>(std::clamp(std::lround(slice[i]), -1024L, 3071L));
@@ -565,14 +526,14 @@ nlohmann::json HeadCtTruthToJson(const HeadCtTruth& t) {
   hj["voxels"] = h.voxels;
   hj["blood_hu"] = h.blood_hu;
   if (h.present) {
-    hj["bounding_box"] = BoxToJson(h.box);
+    hj["bounding_box"] = VoxelBoxToJson(h.box);
     hj["centroid_mm"] = h.centroid_mm;
     nlohmann::json slices = nlohmann::json::array();
     for (const SliceExtent& s : h.slices) {
       slices.push_back({{"slice", s.slice},
                         {"instance_number", s.slice + 1},
                         {"voxels", s.voxels},
-                        {"bounding_box", BoxToJson(s.box)}});
+                        {"bounding_box", VoxelBoxToJson(s.box)}});
     }
     hj["slices"] = slices;
   } else {
