@@ -73,4 +73,18 @@ std::string UidFromSeed(std::string_view seed) {
   return "2.25." + digits;
 }
 
+bool IsValidUid(std::string_view uid) {
+  if (uid.empty() || uid.size() > 64 || uid.front() == '.' || uid.back() == '.') return false;
+  char prev = '.';
+  for (char c : uid) {
+    if (c == '.') {
+      if (prev == '.') return false;
+    } else if (c < '0' || c > '9') {
+      return false;
+    }
+    prev = c;
+  }
+  return true;
+}
+
 }  // namespace aihub

@@ -18,4 +18,8 @@ StatusOr<std::string> Sha256File(const std::filesystem::path& path);
 // the first 128 bits of SHA-256(seed) as an unsigned decimal. Same seed, same UID; at most 64 chars.
 std::string UidFromSeed(std::string_view seed);
 
+// A UID is safe to use as a path component or in a URL only if it is a valid UID: digits and dots, <= 64 chars,
+// no empty component. Anything else is refused rather than escaped.
+bool IsValidUid(std::string_view uid);
+
 }  // namespace aihub

@@ -190,6 +190,14 @@ class SiteConfigParser {
     return Status::Ok();
   }
 
+  Status Bool(const MapEntry& e, bool* out) {
+    std::optional<bool> v;
+    if (e.value.IsScalar()) v = internal::ParseBool(e.value.Scalar());
+    if (!v) return ErrorAt(name_, e.value, "'" + e.key + "' expects true or false, got " + Describe(e.value));
+    *out = *v;
+    return Status::Ok();
+  }
+
   Status PositiveInteger(const MapEntry& e, int* out) {
     std::optional<int64_t> v;
     if (e.value.IsScalar()) v = internal::ParseInteger(e.value.Scalar());
@@ -247,9 +255,11 @@ class SiteConfigParser {
 
   Status ParseAdapter(const YAML::Node& node, AdapterSettings* adapter) {
     static const std::vector<std::string> kKeys = {"grpc_listen", "dicom", "dicomweb", "hl7", "fhir"};
-    static const std::vector<std::string> kDicom = {"ae_title", "port", "stable_seconds", "allowed_callers"};
-    static const std::vector<std::string> kUrl = {"url"};
-    static const std::vector<std::string> kHl7 = {"listen", "send_to"};
+    static const std::vector<std::string> kDicom = {"ae_title", "port", "stable_seconds", "allowed_callers",
+                                                    "max_associations"};
+    static const std::vector<std::string> kHl7 = {"listen", "send_to", "alert_message_type", "sending_facility",
+                                                  "receiving_application", "receiving_facility",
+                                                  "order_timeout_hours"};
     StatusOr<MapReader> map = MapReader::Read(node, name_, "adapter", &kKeys);
     if (!map.ok()) return map.status();
     for (const MapEntry& section : map->entries()) {
@@ -276,6 +286,8 @@ class SiteConfigParser {
             } else {
               adapter->dicom.stable_seconds = *v;
             }
+          } else if (e.key == "max_associations") {
+            s = Integer(e, 1, 256, &adapter->dicom.max_associations);
           } else if (e.key == "allowed_callers") {
             s = StringList(e, &adapter->dicom.allowed_callers);
             for (size_t i = 0; s.ok() && i < adapter->dicom.allowed_callers.size(); ++i) {
@@ -288,18 +300,55 @@ class SiteConfigParser {
           if (!s.ok()) return s;
         }
       } else if (section.key == "dicomweb" || section.key == "fhir") {
-        StatusOr<MapReader> urls = MapReader::Read(section.value, name_, "adapter." + section.key, &kUrl);
-        if (!urls.ok()) return urls.status();
-        if (const MapEntry* e = urls->Find("url")) {
-          s = Url(*e, section.key == "fhir" ? &adapter->fhir_url : &adapter->dicomweb_url);
-        }
+        s = ParseHttpLink(section, section.key == "fhir" ? &adapter->fhir : &adapter->dicomweb);
       } else if (section.key == "hl7") {
         StatusOr<MapReader> hl7 = MapReader::Read(section.value, name_, "adapter.hl7", &kHl7);
         if (!hl7.ok()) return hl7.status();
         for (const MapEntry& e : hl7->entries()) {
-          s = Endpoint(e, true, false, e.key == "listen" ? &adapter->hl7_listen : &adapter->hl7_send_to);
+          if (e.key == "listen" || e.key == "send_to") {
+            s = Endpoint(e, true, false, e.key == "listen" ? &adapter->hl7.listen : &adapter->hl7.send_to);
+          } else if (e.key == "alert_message_type") {
+            s = String(e, &adapter->hl7.alert_message_type);
+            const std::string& t = adapter->hl7.alert_message_type;
+            const size_t caret = t.find('^');
+            if (s.ok() && (t.size() != 7 || caret != 3)) {
+              s = ErrorAt(name_, e.value, "'alert_message_type' expects an HL7 type like ADT^A31, got '" + t + "'");
+            }
+          } else if (e.key == "order_timeout_hours") {
+            s = Integer(e, 1, 24 * 30, &adapter->hl7.order_timeout_hours);
+          } else {
+            s = String(e, e.key == "sending_facility"        ? &adapter->hl7.sending_facility
+                          : e.key == "receiving_application" ? &adapter->hl7.receiving_application
+                                                             : &adapter->hl7.receiving_facility);
+          }
           if (!s.ok()) return s;
         }
+      }
+      if (!s.ok()) return s;
+    }
+    return Status::Ok();
+  }
+
+  Status ParseHttpLink(const MapEntry& section, HttpLinkSettings* link) {
+    static const std::vector<std::string> kKeys = {"url",        "username", "password_env",   "bearer_token_env",
+                                                   "verify_tls", "ca_file",  "timeout_seconds"};
+    StatusOr<MapReader> map = MapReader::Read(section.value, name_, "adapter." + section.key, &kKeys);
+    if (!map.ok()) return map.status();
+    for (const MapEntry& e : map->entries()) {
+      Status s;
+      if (e.key == "url") {
+        s = Url(e, &link->url);
+      } else if (e.key == "verify_tls") {
+        s = Bool(e, &link->verify_tls);
+      } else if (e.key == "timeout_seconds") {
+        s = Integer(e, 1, 3600, &link->timeout_seconds);
+      } else if (e.key == "ca_file") {
+        std::string file;
+        s = String(e, &file);
+        if (s.ok() && !file.empty()) link->ca_file = Resolve(file).string();
+      } else {
+        s = String(e, e.key == "username" ? &link->username
+                      : e.key == "password_env" ? &link->password_env : &link->bearer_token_env);
       }
       if (!s.ok()) return s;
     }

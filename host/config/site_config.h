@@ -48,15 +48,37 @@ struct AdapterDicomSettings {
   int port = 11112;                           // 1-65535
   double stable_seconds = 5;                  // quiet time before a study counts as complete; >= 0
   std::vector<std::string> allowed_callers;   // calling AE titles; empty = any caller
+  int max_associations = 16;                  // concurrent associations
+};
+
+// An HTTP peer (DICOMweb, FHIR). Secrets are never in the file: they are read from the environment variables
+// it names, so the config can be shared and versioned.
+struct HttpLinkSettings {
+  std::string url;                  // "" = off
+  std::string username;             // basic auth user ("" = none); password from $password_env
+  std::string password_env;
+  std::string bearer_token_env;     // bearer token from this variable (wins over basic)
+  bool verify_tls = true;
+  std::string ca_file;              // extra CA bundle ("" = system store)
+  int timeout_seconds = 120;
+};
+
+struct AdapterHl7Settings {
+  std::string listen = "127.0.0.1:2575";      // MLLP listener; "" = off
+  std::string send_to = "127.0.0.1:2576";     // MLLP destination of results, alerts, priority updates; "" = off
+  std::string alert_message_type = "ADT^A31"; // how alerts are sent (some middleware expects A31; or ORU^R01)
+  std::string sending_facility = "AIHUB";
+  std::string receiving_application;          // MSH-5 of outbound messages
+  std::string receiving_facility;             // MSH-6
+  int order_timeout_hours = 24;               // an order whose study never appears in the PACS is dropped then
 };
 
 struct AdapterSettings {
   std::string grpc_listen = "127.0.0.1:50052";  // PacsAdapter service
   AdapterDicomSettings dicom;
-  std::string dicomweb_url = "http://127.0.0.1:8042/dicom-web";  // dicomweb.url, the PACS / VNA; "" = off
-  std::string hl7_listen = "127.0.0.1:2575";    // hl7.listen (MLLP); "" = off
-  std::string hl7_send_to = "127.0.0.1:2576";   // hl7.send_to (MLLP); "" = off
-  std::string fhir_url;                         // fhir.url; "" = off
+  HttpLinkSettings dicomweb{"http://127.0.0.1:8042/dicom-web"};  // the PACS / VNA
+  AdapterHl7Settings hl7;
+  HttpLinkSettings fhir;                        // fhir.url "" = off
 };
 
 struct SiteConfig {

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "common/fsync.h"
+
 namespace aihub::core {
 
 namespace fs = std::filesystem;
@@ -16,14 +18,6 @@ namespace {
 
 Status Errno(const std::string& what, const fs::path& p) {
   return Unavailable(what + " " + p.string() + ": " + std::strerror(errno));
-}
-
-void FsyncDir(const fs::path& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
 }
 
 }  // namespace
@@ -59,8 +53,7 @@ Status WriteFileAtomically(const fs::path& path, const std::string& bytes) {
     ::unlink(tmp.c_str());
     return st;
   }
-  FsyncDir(path.parent_path());
-  return Status::Ok();
+  return FsyncDir(path.parent_path());
 }
 
 StatusOr<int> DrainFileOutbox(store::JobStore& store) {

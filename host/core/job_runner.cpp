@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/hash.h"
 #include "common/json_text.h"
 #include "common/log.h"
 #include "compose/fhir_encoder.h"
@@ -48,20 +49,6 @@ nlohmann::json TagsJson(const dicom::TagMap& tags) {
 }
 
 }  // namespace
-
-bool IsValidUid(const std::string& uid) {
-  if (uid.empty() || uid.size() > 64 || uid.front() == '.' || uid.back() == '.') return false;
-  char prev = '.';
-  for (char c : uid) {
-    if (c == '.') {
-      if (prev == '.') return false;
-    } else if (c < '0' || c > '9') {
-      return false;
-    }
-    prev = c;
-  }
-  return true;
-}
 
 bool IsRetryable(aihub_status_code code) {
   switch (code) {

@@ -104,8 +104,5 @@ bool IsRetryable(aihub_status_code code);
 // Identity fields copied from the study's tags into results.
 StudyIdentity IdentityFromTags(const dicom::TagMap& tags);
 
-// A UID is safe to use as a path component only if it is a valid UID: digits and dots, <= 64 chars, no empty
-// component. Anything else is refused rather than escaped.
-bool IsValidUid(const std::string& uid);
 
 }  // namespace aihub::core

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <vector>
 
+#include "common/fsync.h"
+
 namespace aihub::store {
 namespace {
 
@@ -34,12 +36,6 @@ struct Fd {
   }
 };
 
-Status FsyncDir(const std::filesystem::path& dir) {
-  Fd d{open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
-  if (d.fd < 0) return Unavailable("cannot open " + dir.string() + ": " + Errno(errno));
-  if (fsync(d.fd) != 0) return Unavailable("cannot fsync " + dir.string() + ": " + Errno(errno));
-  return Status::Ok();
-}
 
 }  // namespace
 

@@ -16,6 +16,7 @@
 
 #include "common/hash.h"
 #include "common/json_text.h"
+#include "common/status_macros.h"
 #include "store/audit_key.h"
 #include "common/utf8.h"
 #include "store/sqlite_util.h"
@@ -251,20 +252,6 @@ OutboxItem RowToOutbox(const Stmt& s) {
   return o;
 }
 
-#define RETURN_IF_ERROR(expr)        \
-  do {                               \
-    ::aihub::Status st_ = (expr);    \
-    if (!st_.ok()) return st_;       \
-  } while (0)
-
-#define ASSIGN_OR_RETURN_IMPL(var, tmp, expr) \
-  auto tmp = (expr);                          \
-  if (!tmp.ok()) return tmp.status();         \
-  auto var = std::move(tmp).value()
-
-#define AIHUB_CONCAT2(a, b) a##b
-#define AIHUB_CONCAT(a, b) AIHUB_CONCAT2(a, b)
-#define ASSIGN_OR_RETURN(var, expr) ASSIGN_OR_RETURN_IMPL(var, AIHUB_CONCAT(statusor_, __LINE__), expr)
 
 }  // namespace
 

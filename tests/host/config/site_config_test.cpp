@@ -121,7 +121,7 @@ TEST_CASE("defaults when keys are missing; paths resolve against the config's fo
   CHECK(c.adapter.dicom.ae_title == "AIHUB");
   CHECK(c.adapter.dicom.port == 11112);
   CHECK(c.adapter.dicom.stable_seconds == 5.0);
-  CHECK(c.adapter.fhir_url.empty());
+  CHECK(c.adapter.fhir.url.empty());
   CHECK(c.departments.empty());
   CHECK(c.plugins.empty());
 
@@ -163,10 +163,38 @@ adapter:
   CHECK(c.adapter.dicom.port == 4242);
   CHECK(c.adapter.dicom.stable_seconds == 0.5);
   CHECK(c.adapter.dicom.allowed_callers == std::vector<std::string>{"CT_ER1", "MR2"});
-  CHECK(c.adapter.dicomweb_url == "https://pacs.example/dicom-web");
-  CHECK(c.adapter.hl7_listen.empty());
-  CHECK(c.adapter.hl7_send_to == "10.0.0.5:2576");
-  CHECK(c.adapter.fhir_url == "http://fhir.example/r4");
+  CHECK(c.adapter.dicomweb.url == "https://pacs.example/dicom-web");
+  CHECK(c.adapter.hl7.listen.empty());
+  CHECK(c.adapter.hl7.send_to == "10.0.0.5:2576");
+  CHECK(c.adapter.fhir.url == "http://fhir.example/r4");
+}
+
+TEST_CASE("adapter HTTP links read secrets from named environment variables; HL7 options") {
+  SiteConfig c = Parse(R"(
+adapter:
+  dicom: {max_associations: 4}
+  dicomweb: {url: "https://pacs/dicom-web", username: hub, password_env: PACS_PASSWORD, verify_tls: false,
+             ca_file: certs/pacs.pem, timeout_seconds: 30}
+  fhir: {url: "https://fhir/r4", bearer_token_env: FHIR_TOKEN}
+  hl7: {alert_message_type: "ORU^R01", sending_facility: RAD, receiving_application: RIS, order_timeout_hours: 2}
+)");
+  CHECK(c.adapter.dicom.max_associations == 4);
+  CHECK(c.adapter.dicomweb.username == "hub");
+  CHECK(c.adapter.dicomweb.password_env == "PACS_PASSWORD");
+  CHECK_FALSE(c.adapter.dicomweb.verify_tls);
+  CHECK(std::filesystem::path(c.adapter.dicomweb.ca_file).is_absolute());
+  CHECK(c.adapter.dicomweb.timeout_seconds == 30);
+  CHECK(c.adapter.fhir.bearer_token_env == "FHIR_TOKEN");
+  CHECK(c.adapter.fhir.verify_tls);
+  CHECK(c.adapter.hl7.alert_message_type == "ORU^R01");
+  CHECK(c.adapter.hl7.receiving_application == "RIS");
+  CHECK(c.adapter.hl7.order_timeout_hours == 2);
+  CHECK(c.adapter.hl7.listen == "127.0.0.1:2575");   // default kept
+
+  CHECK(ErrorOf("adapter:\n  dicomweb: {verify_tls: maybe}\n").find("'verify_tls' expects true or false") !=
+        std::string::npos);
+  CHECK(ErrorOf("adapter:\n  hl7: {alert_message_type: ALERT}\n").find("like ADT^A31") != std::string::npos);
+  CHECK(ErrorOf("adapter:\n  fhir: {password: secret}\n").find("password") != std::string::npos);
 }
 
 TEST_CASE("departments by tag, calling AE and HL7 location, else default") {
@@ -341,7 +369,7 @@ TEST_CASE("site config errors carry name:line:column") {
   e = ErrorOf("adapter:\n  hl7: {listen: 2575}\n");
   CHECK(StartsWith(e, "site.yaml:2:17: 'listen' expects HOST:PORT"));
   e = ErrorOf("adapter:\n  fhir: {uri: x}\n");
-  CHECK(StartsWith(e, "site.yaml:2:10: unknown key 'uri' in adapter.fhir (valid keys: url)"));
+  CHECK(StartsWith(e, "site.yaml:2:10: unknown key 'uri' in adapter.fhir (valid keys: url, username"));
   e = ErrorOf("adapter:\n  dicom_web: {url: x}\n");
   CHECK(StartsWith(e, "site.yaml:2:3: unknown key 'dicom_web' in adapter"));
 }

@@ -6,6 +6,7 @@
 
 #include "../dicom/dicom_test_util.h"
 #include "../plugins/test_support.h"
+#include "common/hash.h"
 #include "compose/result_json.h"
 
 namespace aihub::core {
