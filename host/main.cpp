@@ -1,7 +1,7 @@
 // aihubd: the aihub host.
 //
 //   aihubd analyze [--config FILE] --input DIR --output DIR [--calling-ae AE] [--hl7-location LOC]
-//   aihubd serve [--config FILE] --inbox DIR --output DIR [--calling-ae AE] [--hl7-location LOC]
+//   aihubd serve [--config FILE] [--inbox DIR --output DIR] [--calling-ae AE] [--hl7-location LOC]
 //   aihubd verify-audit [--config FILE | --db FILE]
 //   aihubd check-config [--config FILE]
 //   aihubd version
@@ -35,7 +35,8 @@ using aihub::StatusOr;
 constexpr const char* kUsage =
     "usage:\n"
     "  aihubd analyze [--config FILE] --input DIR --output DIR [--calling-ae AE] [--hl7-location LOC]\n"
-    "  aihubd serve [--config FILE] --inbox DIR --output DIR [--calling-ae AE] [--hl7-location LOC]\n"
+    "  aihubd serve [--config FILE] [--inbox DIR --output DIR] [--calling-ae AE] [--hl7-location LOC]\n"
+    "      (studies come from the adapters in host.adapters, and/or from folders moved into --inbox)\n"
     "  aihubd verify-audit [--config FILE | --db FILE]\n"
     "  aihubd check-config [--config FILE]\n"
     "  aihubd version\n"
@@ -94,8 +95,8 @@ int Analyze(int argc, char** argv) {
 int Serve(int argc, char** argv) {
   std::map<std::string, std::string> opts;
   if (!ParseOptions(argc, argv, {"config", "inbox", "output", "calling-ae", "hl7-location"}, &opts)) return 2;
-  if (!opts.count("inbox") || !opts.count("output")) {
-    std::cerr << "aihubd serve: --inbox and --output are required\n" << kUsage;
+  if (opts.count("inbox") != opts.count("output")) {
+    std::cerr << "aihubd serve: --inbox and --output go together\n" << kUsage;
     return 2;
   }
   auto config = LoadConfig(opts);

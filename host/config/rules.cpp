@@ -1,6 +1,7 @@
 #include "config/rules.h"
 
 #include <cctype>
+#include <cstdio>
 #include <regex>
 #include <string_view>
 
@@ -438,6 +439,21 @@ StatusOr<uint32_t> ResolveTag(const std::string& name_in) {
     return InvalidArgument("DICOM keyword '" + name_in + "' names a private tag; use its tag as (gggg,eeee)");
   }
   return tag;
+}
+
+std::string TagName(uint32_t tag) {
+  const DcmTagKey key(static_cast<Uint16>(tag >> 16), static_cast<Uint16>(tag & 0xffff));
+  std::string name;
+  if (dcmDataDict.isDictionaryLoaded()) {
+    const DcmDataDictionary& dict = dcmDataDict.rdlock();
+    const DcmDictEntry* entry = dict.findEntry(key, nullptr);
+    if (entry != nullptr && entry->getTagName() != nullptr) name = entry->getTagName();
+    dcmDataDict.rdunlock();
+  }
+  if (!name.empty()) return name;
+  char text[16];
+  std::snprintf(text, sizeof text, "(%04X,%04X)", tag >> 16, tag & 0xffff);
+  return text;
 }
 
 }  // namespace aihub::config

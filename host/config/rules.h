@@ -75,5 +75,7 @@ class Rule {
 // tag 'X'"; FAILED_PRECONDITION when the dictionary is not loaded. Private dictionary keywords are refused
 // (their element numbers depend on the private creator): use the tag.
 StatusOr<uint32_t> ResolveTag(const std::string& name);
+// The inverse: the dictionary keyword of a public tag ("Modality"), else "(gggg,eeee)" in upper-case hex.
+std::string TagName(uint32_t tag);
 
 }  // namespace aihub::config

@@ -92,6 +92,12 @@ void StudyCatalog::Remove(const std::string& study_uid) {
   studies_.erase(study_uid);
 }
 
+std::string StudyFolderOfSource(const std::string& source) {
+  if (source.rfind("adapter:", 0) != 0) return source;
+  const size_t space = source.find(' ');
+  return space == std::string::npos ? std::string() : source.substr(space + 1);
+}
+
 StatusOr<std::shared_ptr<const dicom::Study>> StudyCatalog::Find(const std::string& study_uid,
                                                                  const std::string& source_hint) {
   {
@@ -100,7 +106,7 @@ StatusOr<std::shared_ptr<const dicom::Study>> StudyCatalog::Find(const std::stri
     if (it != studies_.end()) return it->second;
   }
   if (source_hint.empty()) return NotFound("study " + study_uid + " is not available to this host");
-  auto scanned = dicom::ScanDirectory(source_hint);
+  auto scanned = dicom::ScanDirectory(StudyFolderOfSource(source_hint));
   if (!scanned.ok()) return scanned.status();
   std::shared_ptr<const dicom::Study> found;
   std::lock_guard<std::mutex> lock(mutex_);
@@ -157,6 +163,7 @@ StatusOr<RouteDecision> JobRunner::SubmitImpl(const dicom::Study& study, const S
     nj.mode = config::ModeName(job.mode);
     nj.series_uids = job.series_uids;
     nj.max_attempts = config->host.job_max_attempts;
+    nj.generation = context.generation;
     // Pin before the job becomes claimable, so a worker that claims it at once still finds the routed version.
     const std::string pin = PinKey(nj.study_instance_uid, nj.plugin_id, nj.plugin_version);
     {
@@ -174,6 +181,8 @@ StatusOr<RouteDecision> JobRunner::SubmitImpl(const dicom::Study& study, const S
   const nlohmann::json detail = {{"source", source},
                                  {"department", decision.department},
                                  {"calling_ae", context.calling_ae},
+                                 {"hl7_location", context.hl7_location},
+                                 {"generation", context.generation},
                                  {"series", study.series.size()},
                                  {"jobs", routed}};
   auto ids = store_.RecordRouting(record, new_jobs, DumpJson(detail));

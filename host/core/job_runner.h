@@ -95,6 +95,10 @@ class JobRunner {
   std::map<std::string, plugins::LoadedPluginPtr> pinned_;
 };
 
+// The folder a study's files are in, from its recorded source: the source itself for folder sources, the part
+// after the endpoint for "adapter:<endpoint> <folder>".
+std::string StudyFolderOfSource(const std::string& source);
+
 // True for succeeded, failed and dead: states a job never leaves.
 bool IsTerminal(store::JobState s);
 

@@ -17,6 +17,7 @@ namespace aihub::core {
 struct StudyContext {
   std::string calling_ae;    // DICOM calling AE title of the sender ("" when unknown)
   std::string hl7_location;  // PV1-3 assigned patient location of the order ("" when unknown)
+  int64_t generation = 0;    // the adapter's completion generation: late instances re-run the study as a new one
 };
 
 // A series' tags (study-level tags included) as a rule TagSource.

@@ -4,12 +4,14 @@
 #include <signal.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <chrono>
 #include <mutex>
 #include <set>
 #include <thread>
 
 #include "common/log.h"
+#include "core/adapter_link.h"
 #include "core/analyze.h"
 #include "core/folder_sink.h"
 #include "core/host.h"
@@ -44,18 +46,33 @@ int RunServe(const config::SiteConfig& config, const ServeOptions& options, std:
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  if (options.inbox.empty() && config.host.adapters.empty()) {
+    out << "error: nothing to serve: give --inbox, or list adapters under host.adapters in the config" << std::endl;
+    return 2;
+  }
   std::error_code ec;
-  fs::create_directories(options.inbox, ec);
+  if (!options.inbox.empty()) fs::create_directories(options.inbox, ec);
   if (ec) {
     out << "error: cannot create inbox " << options.inbox << ": " << ec.message() << std::endl;
     return 2;
   }
-  auto opened = Host::Open(config, FilePlanner(fs::absolute(options.output)));
+  // Studies from an adapter deliver through it; inbox studies are written to --output.
+  auto host_ref = std::make_shared<std::atomic<Host*>>(nullptr);
+  DeliveryPlanner files = options.output.empty() ? DeliveryPlanner() : FilePlanner(fs::absolute(options.output));
+  DeliveryPlanner planner = AdapterPlanner(
+      [host_ref](const std::string& study_uid) {
+        Host* h = host_ref->load();
+        auto study = h ? h->store().GetStudy(study_uid) : StatusOr<std::optional<store::StudyRecord>>(std::nullopt);
+        return study.ok() && study->has_value() ? AdapterOfSource((*study)->source) : std::string();
+      },
+      files);
+  auto opened = Host::Open(config, planner);
   if (!opened.ok()) {
     out << "error: " << opened.status().ToString() << std::endl;
     return 2;
   }
   Host& host = **opened;
+  host_ref->store(&host);
   host.registry().StartWatching(std::chrono::milliseconds(config.host.reload_poll_ms));
 
   std::mutex out_mutex;
@@ -64,10 +81,12 @@ int RunServe(const config::SiteConfig& config, const ServeOptions& options, std:
     out << line << std::endl;
   };
   std::atomic<bool> stop{false};
+  std::mutex delivery_mutex;
+  std::condition_variable delivery_wake;
 
   std::thread inbox([&] {
     std::set<fs::path> seen;
-    while (!stop) {
+    while (!stop && !options.inbox.empty()) {
       for (const fs::path& folder : InboxFolders(options.inbox)) {
         if (!seen.insert(folder).second) continue;
         auto scanned = dicom::ScanDirectory(folder);
@@ -112,13 +131,32 @@ int RunServe(const config::SiteConfig& config, const ServeOptions& options, std:
       } else {
         say(o.study_uid + " " + o.plugin_id + ": job failed: " + o.status.ToString());
       }
-      if (auto d = DrainFileOutbox(host.store()); !d.ok()) LogError("serve", d.status().ToString());
+      delivery_wake.notify_all();
     }
   };
   std::vector<std::thread> workers;
   for (int i = 0; i < std::max(1, config.host.workers); ++i) workers.emplace_back(worker);
 
-  say("aihubd serving: inbox " + options.inbox.string() + ", plugins " + config.plugin_dir.string());
+  // One delivery thread: files for inbox studies, adapter calls for the rest (in order per link).
+  std::thread delivery([&] {
+    AdapterDeliverer deliverer(host.store());
+    while (!stop) {
+      if (auto d = DrainFileOutbox(host.store()); !d.ok()) LogError("serve", d.status().ToString());
+      if (auto d = deliverer.DrainOnce(); !d.ok()) LogError("serve", d.status().ToString());
+      std::unique_lock<std::mutex> lock(delivery_mutex);
+      delivery_wake.wait_for(lock, std::chrono::milliseconds(200));
+    }
+  });
+
+  std::vector<std::unique_ptr<AdapterSubscriber>> subscribers;
+  for (const std::string& endpoint : config.host.adapters) {
+    subscribers.push_back(std::make_unique<AdapterSubscriber>(host, endpoint, say));
+    subscribers.back()->Start();
+  }
+
+  std::string sources = options.inbox.empty() ? std::string() : "inbox " + options.inbox.string();
+  for (const std::string& endpoint : config.host.adapters) sources += (sources.empty() ? "" : ", ") + std::string("adapter ") + endpoint;
+  say("aihubd serving: " + sources + ", plugins " + config.plugin_dir.string());
   while (!stop) {
     timespec tick{0, 200 * 1000 * 1000};
     const int sig = sigtimedwait(&signals, nullptr, &tick);
@@ -133,8 +171,11 @@ int RunServe(const config::SiteConfig& config, const ServeOptions& options, std:
     }
   }
   host.runner().Cancel();
+  for (auto& s : subscribers) s->Stop();
   for (std::thread& t : workers) t.join();
   inbox.join();
+  delivery_wake.notify_all();
+  delivery.join();
   if (auto d = DrainFileOutbox(host.store()); !d.ok()) LogError("serve", d.status().ToString());
   host.registry().StopWatching();
   say("aihubd stopped");

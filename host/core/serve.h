@@ -1,5 +1,6 @@
-// `aihubd serve`: the host as a daemon over a folder inbox (the PACS adapter, which feeds studies over gRPC,
-// is a separate process; this is the host on its own).
+// `aihubd serve`: the host as a daemon. Studies come from the PacsAdapter endpoints listed in host.adapters
+// (see adapter_link.h: watched, fetched, routed; results delivered back through the adapter by governance mode)
+// and/or from a folder inbox.
 //
 // Each complete study folder moved (renamed) into the inbox is routed once; jobs run on worker threads through
 // the durable job store and results are written like `analyze` does. Plugins hot-reload when a new .so is
@@ -17,8 +18,8 @@
 namespace aihub::core {
 
 struct ServeOptions {
-  std::filesystem::path inbox;
-  std::filesystem::path output;
+  std::filesystem::path inbox;    // "" = no folder inbox
+  std::filesystem::path output;   // where inbox studies' results are written
   StudyContext context;
   int inbox_poll_ms = 500;
 };

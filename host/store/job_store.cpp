@@ -113,6 +113,13 @@ INSERT INTO meta(key, value) VALUES ('audit_head_seq', 0);
 INSERT INTO meta(key, value) VALUES ('audit_head_hash', '0000000000000000000000000000000000000000000000000000000000000000');
 INSERT INTO meta(key, value) VALUES ('audit_head_mac', '');
 )sql"},
+    {2, R"sql(
+CREATE TABLE adapter_cursors (
+  adapter    TEXT PRIMARY KEY,
+  cursor     INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+)sql"},
 };
 constexpr int kLatestVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kLatestVersion == kJobStoreSchemaVersion, "append a migration when the schema version changes");
@@ -1004,6 +1011,37 @@ StatusOr<std::vector<OutboxItem>> JobStore::DueOutbox(int limit) const {
     items.push_back(RowToOutbox(s));
   }
   return items;
+}
+
+StatusOr<std::vector<OutboxItem>> JobStore::PendingOutbox(int limit) const {
+  std::vector<OutboxItem> items;
+  if (limit <= 0) return items;
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  ASSIGN_OR_RETURN(s, impl_->db->Prepare(AIHUB_OUTBOX_COLUMNS "WHERE state = 'pending' ORDER BY id LIMIT ?1"));
+  s.Bind(1, int64_t{limit});
+  for (;;) {
+    ASSIGN_OR_RETURN(row, s.Step());
+    if (!row) break;
+    items.push_back(RowToOutbox(s));
+  }
+  return items;
+}
+
+StatusOr<uint64_t> JobStore::AdapterCursor(const std::string& adapter) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  ASSIGN_OR_RETURN(s, impl_->db->Prepare("SELECT cursor FROM adapter_cursors WHERE adapter = ?1"));
+  s.Bind(1, adapter);
+  ASSIGN_OR_RETURN(row, s.Step());
+  return row ? static_cast<uint64_t>(s.Int(0)) : uint64_t{0};
+}
+
+Status JobStore::SetAdapterCursor(const std::string& adapter, uint64_t cursor) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  // Never moves back: a late writer with an older cursor must not make the host re-read events twice.
+  ASSIGN_OR_RETURN(s, impl_->db->Prepare("INSERT INTO adapter_cursors(adapter, cursor, updated_at) VALUES (?1, ?2, ?3) "
+                                         "ON CONFLICT(adapter) DO UPDATE SET cursor = max(cursor, excluded.cursor), "
+                                         "updated_at = excluded.updated_at"));
+  return s.Bind(1, adapter).Bind(2, static_cast<int64_t>(cursor)).Bind(3, impl_->NowMs()).Run();
 }
 
 StatusOr<OutboxItem> JobStore::GetOutbox(int64_t outbox_id) const {

@@ -118,7 +118,8 @@ struct AuditVerification {
 // The schema version this build creates / migrates to. Version 1 is the keyed format: audit hashes are
 // HMAC-SHA256 under the audit key, and meta holds audit_head_mac = HMAC over (head seq, head hash), so a
 // rewound head is detected. (Nothing with the earlier unkeyed version 1 was deployed, so it was not bumped.)
-inline constexpr int kJobStoreSchemaVersion = 1;
+// Version 2 adds adapter_cursors (where each PacsAdapter subscription resumes).
+inline constexpr int kJobStoreSchemaVersion = 2;
 
 // <folder of db_path>/audit.key: where Open and VerifyAudit look for the audit key by default.
 std::filesystem::path DefaultAuditKeyPath(const std::filesystem::path& db_path);
@@ -216,12 +217,20 @@ class JobStore {
   Status Enqueue(const OutboxItem& item);
   // Items due for delivery (pending, next attempt time reached), oldest first.
   StatusOr<std::vector<OutboxItem>> DueOutbox(int limit) const;
+  // Every pending item, due or not, oldest first: a deliverer that must keep order per destination stops at the
+  // first item of a destination that is not due yet.
+  StatusOr<std::vector<OutboxItem>> PendingOutbox(int limit) const;
   StatusOr<OutboxItem> GetOutbox(int64_t outbox_id) const;
   // pending -> delivered ("outbox.delivered"); already delivered: OK, no-op; dead: FAILED_PRECONDITION.
   Status MarkDelivered(int64_t outbox_id);
   // Records a failed attempt of a pending item: retry after 1 s, 2 s, 4 s, ... (at most 10 min;
   // "outbox.failed"), or dead-letter once attempts reach max_attempts ("outbox.dead").
   Status MarkDeliveryFailed(int64_t outbox_id, const std::string& error, int max_attempts = 8);
+
+  // Where the subscription to a PacsAdapter resumes: the cursor of the last study event recorded durably (0 when
+  // none). SetAdapterCursor never moves a cursor back.
+  StatusOr<uint64_t> AdapterCursor(const std::string& adapter) const;
+  Status SetAdapterCursor(const std::string& adapter, uint64_t cursor);
 
   // Audit log: appended in its own transaction (or inside the caller's operation where noted above).
   Status Audit(const std::string& actor, const std::string& action, const std::string& subject,

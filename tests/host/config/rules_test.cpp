@@ -315,3 +315,13 @@ TEST_CASE("YAML syntax errors report line and column") {
 
 }  // namespace
 }  // namespace aihub::config
+
+namespace aihub::config {
+TEST_CASE("TagName is the inverse of ResolveTag for public tags; other tags print as (gggg,eeee)") {
+  CHECK(TagName(0x00080060) == "Modality");
+  CHECK(TagName(0x00081040) == "InstitutionalDepartmentName");
+  CHECK(ResolveTag(TagName(0x0020000D)).value() == 0x0020000Du);
+  CHECK(TagName(0x00091010) == "(0009,1010)");
+  CHECK(ResolveTag(TagName(0x00091010)).value() == 0x00091010u);
+}
+}  // namespace aihub::config

@@ -100,11 +100,11 @@ TEST_CASE("Open creates a WAL database at the current schema version and refuses
   {
     auto store = MustOpen(db);
     CHECK(store->schema_version() == kJobStoreSchemaVersion);
-    CHECK(store->schema_version() == 1);
+    CHECK(store->schema_version() == 2);
     CHECK(store->owner() == JobStore::DefaultOwner());
     CHECK(store->owner() == HostOwner(getpid()));
   }
-  CHECK(RawQuery(db, "SELECT value FROM meta WHERE key = 'schema_version'") == "1");
+  CHECK(RawQuery(db, "SELECT value FROM meta WHERE key = 'schema_version'") == "2");
   CHECK(RawQuery(db, "PRAGMA journal_mode") == "wal");
   for (const char* table : {"studies", "jobs", "results", "outbox", "audit", "meta"}) {
     CAPTURE(table);
@@ -112,7 +112,7 @@ TEST_CASE("Open creates a WAL database at the current schema version and refuses
                            "'") == "1");
   }
   // Reopening does not migrate again.
-  CHECK(MustOpen(db)->schema_version() == 1);
+  CHECK(MustOpen(db)->schema_version() == 2);
 
   REQUIRE(RawExec(db, "UPDATE meta SET value = 99 WHERE key = 'schema_version'") == SQLITE_OK);
   auto newer = JobStore::Open(db, "");
@@ -583,6 +583,56 @@ TEST_CASE("the outbox backoff is capped at ten minutes") {
     CHECK(item->next_attempt_at - clock.Now() ==
           std::min<std::chrono::system_clock::duration>(seconds(int64_t{1} << (attempt - 1)), seconds(600)));
   }
+}
+
+TEST_CASE("PendingOutbox lists items in backoff too, so a deliverer can keep order per destination") {
+  TempDir dir;
+  FakeClock clock;
+  auto store = MustOpen(dir.db());
+  store->SetClockForTesting(clock.Fn());
+  REQUIRE(store->Enqueue(MakeItem("hl7:1")).ok());
+  REQUIRE(store->Enqueue(MakeItem("hl7:2")).ok());
+  const int64_t first = (*store->DueOutbox(1))[0].id;
+  REQUIRE(store->MarkDeliveryFailed(first, "peer down").ok());
+  CHECK(store->DueOutbox(10)->size() == 1);          // the first waits for its retry
+  auto pending = store->PendingOutbox(10);
+  REQUIRE(pending.ok());
+  REQUIRE(pending->size() == 2);
+  CHECK((*pending)[0].idempotency_key == "hl7:1");   // still first in line
+  CHECK((*pending)[0].next_attempt_at > clock.Now());
+  REQUIRE(store->MarkDelivered((*pending)[1].id).ok());
+  CHECK(store->PendingOutbox(10)->size() == 1);
+}
+
+TEST_CASE("adapter cursors start at 0, persist, and never move back") {
+  TempDir dir;
+  {
+    auto store = MustOpen(dir.db());
+    CHECK(*store->AdapterCursor("127.0.0.1:50052") == 0);
+    REQUIRE(store->SetAdapterCursor("127.0.0.1:50052", 7).ok());
+    REQUIRE(store->SetAdapterCursor("127.0.0.1:50052", 5).ok());
+    REQUIRE(store->SetAdapterCursor("[::1]:50053", 2).ok());
+  }
+  auto store = MustOpen(dir.db());
+  CHECK(*store->AdapterCursor("127.0.0.1:50052") == 7);
+  CHECK(*store->AdapterCursor("[::1]:50053") == 2);
+}
+
+TEST_CASE("a version 1 database migrates to version 2 and keeps its data") {
+  TempDir dir;
+  const auto db = dir.db();
+  {
+    auto store = MustOpen(db);
+    MustCreate(*store, MakeJob("10.7"));
+  }
+  // Make it look like a version 1 file: no adapter_cursors table, schema_version 1.
+  REQUIRE(RawExec(db, "DROP TABLE adapter_cursors; UPDATE meta SET value = 1 WHERE key = 'schema_version'") ==
+          SQLITE_OK);
+  auto store = MustOpen(db);
+  CHECK(store->schema_version() == 2);
+  CHECK(store->ListJobs("10.7")->size() == 1);
+  CHECK(store->SetAdapterCursor("a:1", 3).ok());
+  CHECK(VerifyAudit(db)->ok);
 }
 
 TEST_CASE("a second Open on the same file sees everything the first committed") {
