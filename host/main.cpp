@@ -20,12 +20,9 @@
 #include "common/log.h"
 #include "config/site_config.h"
 #include "core/analyze.h"
+#include "config/embedded_default.h"
 #include "core/serve.h"
 #include "store/job_store.h"
-
-namespace aihub {
-extern const char* const kEmbeddedDefaultConfig;
-}
 
 namespace {
 
@@ -60,16 +57,9 @@ bool ParseOptions(int argc, char** argv, const std::vector<std::string>& allowed
   return true;
 }
 
-fs::path BuildFolder() {
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? fs::current_path() : exe.parent_path().parent_path();
-}
-
 StatusOr<aihub::config::SiteConfig> LoadConfig(const std::map<std::string, std::string>& opts) {
   auto it = opts.find("config");
-  if (it != opts.end()) return aihub::config::LoadSiteConfig(it->second);
-  return aihub::config::ParseSiteConfig(aihub::kEmbeddedDefaultConfig, BuildFolder(), "<embedded default config>");
+  return aihub::config::LoadSiteConfigOrDefault(it == opts.end() ? std::string() : it->second);
 }
 
 int Analyze(int argc, char** argv) {

@@ -85,24 +85,14 @@ class StoreScp : public DcmThreadSCP {
 
  private:
   Uint16 Accept(const T_DIMSE_C_StoreRQ& req, const fs::path& temp, std::string* reason) {
-    DcmFileFormat file;
-    // Only the header: the pixel data stays on disk.
-    OFCondition cond = file.loadFileUntilTag(temp.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect,
-                                             DCM_PixelData);
-    if (cond.bad()) {
-      *reason = std::string("unreadable data set: ") + cond.text();
+    auto uids = ReadInstanceUids(temp);
+    if (!uids.ok()) {
+      *reason = uids.status().message();
       return kStatusCannotUnderstand;
     }
-    DcmDataset* ds = file.getDataset();
-    OFString study, series, sop;
-    ds->findAndGetOFString(DCM_StudyInstanceUID, study);
-    ds->findAndGetOFString(DCM_SeriesInstanceUID, series);
-    ds->findAndGetOFString(DCM_SOPInstanceUID, sop);
-    const std::string study_uid = Trim(study), series_uid = Trim(series), sop_uid = Trim(sop);
-    if (!IsValidUid(study_uid) || !IsValidUid(series_uid) || !IsValidUid(sop_uid)) {
-      *reason = "missing or invalid Study/Series/SOP Instance UID";
-      return kStatusCannotUnderstand;
-    }
+    const std::string& study_uid = uids->study_uid;
+    const std::string& series_uid = uids->series_uid;
+    const std::string& sop_uid = uids->sop_uid;
     if (sop_uid != Trim(req.AffectedSOPInstanceUID)) {
       *reason = "SOPInstanceUID differs from the C-STORE request";
       return kStatusDataSetMismatch;

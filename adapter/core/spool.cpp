@@ -6,7 +6,12 @@
 #include <chrono>
 #include <mutex>
 
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+
 #include "aihub/v1/adapter.pb.h"
+#include "common/hash.h"
 #include "common/fsync.h"
 #include "common/status_macros.h"
 #include "store/sqlite_util.h"
@@ -41,7 +46,7 @@ CREATE TABLE IF NOT EXISTS studies (
   expected_instances INTEGER NOT NULL DEFAULT 0,
   calling_ae TEXT NOT NULL DEFAULT '',
   hl7_location TEXT NOT NULL DEFAULT '',
-  trigger_hint INTEGER NOT NULL DEFAULT 1);
+  held INTEGER NOT NULL DEFAULT 0);         -- 1 while an order's retrieval fills it
 CREATE TABLE IF NOT EXISTS events (
   cursor INTEGER PRIMARY KEY AUTOINCREMENT,
   study_uid TEXT NOT NULL,
@@ -74,6 +79,25 @@ CREATE INDEX IF NOT EXISTS orders_due ON orders(state, next_check_ms);
 )sql";
 
 }  // namespace
+
+StatusOr<InstanceUids> ReadInstanceUids(const fs::path& file) {
+  DcmFileFormat ff;
+  OFCondition cond = ff.loadFileUntilTag(file.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect, DCM_PixelData);
+  if (cond.bad()) return InvalidArgument(std::string("unreadable data set: ") + cond.text());
+  DcmDataset* ds = ff.getDataset();
+  auto get = [ds](const DcmTagKey& key) {
+    OFString v;
+    ds->findAndGetOFString(key, v);
+    std::string out = v.c_str();
+    while (!out.empty() && (out.back() == ' ' || out.back() == '\0')) out.pop_back();
+    return out;
+  };
+  InstanceUids uids{get(DCM_StudyInstanceUID), get(DCM_SeriesInstanceUID), get(DCM_SOPInstanceUID)};
+  if (!IsValidUid(uids.study_uid) || !IsValidUid(uids.series_uid) || !IsValidUid(uids.sop_uid)) {
+    return InvalidArgument("missing or invalid Study/Series/SOP Instance UID");
+  }
+  return uids;
+}
 
 class Spool::Impl {
  public:
@@ -161,8 +185,8 @@ StatusOr<std::vector<OpenStudy>> Spool::OpenStudies() {
   ASSIGN_OR_RETURN(s, impl_->db->Prepare(
                           "SELECT s.study_uid, s.last_instance_ms, "
                           "(SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid), "
-                          "s.expected_instances, s.calling_ae, s.hl7_location, s.trigger_hint "
-                          "FROM studies s WHERE s.open = 1 ORDER BY s.last_instance_ms"));
+                          "s.expected_instances, s.calling_ae, s.hl7_location "
+                          "FROM studies s WHERE s.open = 1 AND s.held = 0 ORDER BY s.last_instance_ms"));
   std::vector<OpenStudy> out;
   for (;;) {
     ASSIGN_OR_RETURN(row, s.Step());
@@ -174,10 +198,16 @@ StatusOr<std::vector<OpenStudy>> Spool::OpenStudies() {
     o.expected_instances = s.Int(3);
     o.calling_ae = s.Text(4);
     o.hl7_location = s.Text(5);
-    o.trigger_hint = static_cast<int>(s.Int(6));
     out.push_back(std::move(o));
   }
   return out;
+}
+
+Status Spool::HoldStudy(const std::string& study_uid, bool held) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  ASSIGN_OR_RETURN(s, impl_->db->Prepare("INSERT INTO studies(study_uid, held) VALUES (?1, ?2) "
+                                         "ON CONFLICT(study_uid) DO UPDATE SET held = excluded.held"));
+  return s.Bind(1, study_uid).Bind(2, int64_t{held ? 1 : 0}).Run();
 }
 
 Status Spool::NoteExpectation(const std::string& study_uid, int64_t expected_instances,
@@ -198,7 +228,8 @@ StatusOr<StoredEvent> Spool::CompleteStudy(const std::string& study_uid, std::st
   RETURN_IF_ERROR(txn.Begin());
   int64_t generation = 0;
   {
-    ASSIGN_OR_RETURN(s, db.Prepare("UPDATE studies SET open = 0, generation = generation + 1 WHERE study_uid = ?1 "
+    ASSIGN_OR_RETURN(s, db.Prepare("UPDATE studies SET open = 0, held = 0, generation = generation + 1 "
+                                   "WHERE study_uid = ?1 "
                                    "RETURNING generation"));
     s.Bind(1, study_uid);
     ASSIGN_OR_RETURN(row, s.Step());

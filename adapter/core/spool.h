@@ -45,7 +45,6 @@ struct OpenStudy {
   int64_t expected_instances = 0;   // 0 = unknown
   std::string calling_ae;
   std::string hl7_location;
-  int trigger_hint = 0;             // aihub.v1.Trigger to report when it completes by quiet time
 };
 
 struct StoredEvent {
@@ -66,6 +65,13 @@ struct Order {
   int64_t created_ms = 0;
 };
 
+struct InstanceUids {
+  std::string study_uid, series_uid, sop_uid;
+};
+// The UIDs in a DICOM file's header (parsing stops before the pixel data). INVALID_ARGUMENT when the file does
+// not parse or a UID is missing or not a valid UID (never used as a path then).
+StatusOr<InstanceUids> ReadInstanceUids(const std::filesystem::path& file);
+
 class Spool {
  public:
   static StatusOr<std::unique_ptr<Spool>> Open(const std::filesystem::path& dir);
@@ -80,8 +86,11 @@ class Spool {
   // earlier file. On error the temporary file is removed and nothing is recorded.
   Status AddInstance(const IncomingInstance& in, int64_t now_ms);
 
-  // Studies still receiving, oldest activity first.
+  // Studies still receiving, oldest activity first. Held studies (being retrieved for an order) are left out:
+  // they complete when their retrieval ends, not by quiet time.
   StatusOr<std::vector<OpenStudy>> OpenStudies();
+  // Holds or releases a study (see OpenStudies); CompleteStudy releases it.
+  Status HoldStudy(const std::string& study_uid, bool held);
   // Sets what an HL7 order or QIDO told about a study before or while it arrives (0 keeps the old count).
   Status NoteExpectation(const std::string& study_uid, int64_t expected_instances, const std::string& hl7_location);
   // Closes the study and appends its completion event (`event_bytes` = serialized StudyEvent without cursor and
