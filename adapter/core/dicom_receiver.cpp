@@ -224,8 +224,10 @@ StatusOr<std::unique_ptr<DicomReceiver>> DicomReceiver::Start(const ReceiverSett
   verification.push_back(UID_LittleEndianExplicitTransferSyntax);
   verification.push_back(UID_LittleEndianImplicitTransferSyntax);
   OFCondition cond = cfg.addPresentationContext(UID_VerificationSOPClass, verification);
-  for (int i = 0; cond.good() && i < numberOfDcmAllStorageSOPClassUIDs; ++i) {
-    cond = cfg.addPresentationContext(dcmAllStorageSOPClassUIDs[i], syntaxes);
+  // A DCMTK presentation context list holds at most 128 entries: the "long" storage list (every storage SOP
+  // class in common use) fits beside Verification.
+  for (int i = 0; cond.good() && i < numberOfDcmLongSCUStorageSOPClassUIDs; ++i) {
+    cond = cfg.addPresentationContext(dcmLongSCUStorageSOPClassUIDs[i], syntaxes);
   }
   if (cond.bad()) return Internal(std::string("DICOM presentation contexts: ") + cond.text());
 

@@ -73,10 +73,16 @@ struct AdapterHl7Settings {
   int order_timeout_hours = 24;               // an order whose study never appears in the PACS is dropped then
 };
 
+inline HttpLinkSettings DefaultDicomweb() {
+  HttpLinkSettings link;
+  link.url = "http://127.0.0.1:8042/dicom-web";
+  return link;
+}
+
 struct AdapterSettings {
   std::string grpc_listen = "127.0.0.1:50052";  // PacsAdapter service
   AdapterDicomSettings dicom;
-  HttpLinkSettings dicomweb{"http://127.0.0.1:8042/dicom-web"};  // the PACS / VNA
+  HttpLinkSettings dicomweb = DefaultDicomweb();  // the PACS / VNA
   AdapterHl7Settings hl7;
   HttpLinkSettings fhir;                        // fhir.url "" = off
 };

@@ -144,7 +144,7 @@ class AdapterSubscriber::Impl {
       }
       if (stop) break;
       ++reconnects;
-      if (!healthy) backoff_ms = std::min(backoff_ms * 2, 10000);
+      if (!healthy) backoff_ms = std::min(backoff_ms * 2, 4000);
       LogWarning("adapter", endpoint + ": watch ended (" + std::to_string(end.error_code()) + " " +
                                 end.error_message() + "), reconnecting in " + std::to_string(backoff_ms) + " ms");
       Sleep(backoff_ms);
