@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "common/hash.h"
 #include "dicomweb/multipart.h"
 
 namespace aihub::dicomweb {
@@ -96,10 +97,6 @@ std::string FailureText(const std::vector<StowFailure>& failures) {
 }
 
 }  // namespace
-
-bool IsValidUid(const std::string& uid) {
-  return !uid.empty() && uid.size() <= 64 && uid.find_first_not_of("0123456789.") == std::string::npos;
-}
 
 Client::Client(ClientOptions options) : http_(std::make_unique<HttpSession>(std::move(options))) {}
 

@@ -54,9 +54,6 @@ struct StowResult {
   std::vector<StowFailure> failed;  // FailedSOPSequence (0008,1198)
 };
 
-// 1..64 characters, digits and dots only.
-bool IsValidUid(const std::string& uid);
-
 class Client {
  public:
   explicit Client(ClientOptions options);

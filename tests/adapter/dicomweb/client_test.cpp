@@ -1,5 +1,7 @@
 #include "dicomweb/client.h"
 
+#include "common/hash.h"
+
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcistrmb.h>
@@ -31,6 +33,7 @@ TEST_CASE("UIDs are digits and dots, 1..64 long") {
   CHECK_FALSE(IsValidUid(""));
   CHECK_FALSE(IsValidUid("1.2.3/../../instances"));
   CHECK_FALSE(IsValidUid("1.2.3?x=1"));
+  CHECK_FALSE(IsValidUid("1..2"));
   CHECK_FALSE(IsValidUid("1.2.3 "));
 }
 
