@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/oflog/oflog.h>
 #include <iostream>
 #include <string>
 
@@ -43,6 +46,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // DCMTK logs every DIMSE message at INFO and warns on every header-only read; the adapter logs what matters.
+  OFLog::configure(OFLogger::ERROR_LOG_LEVEL);
   // DCMTK turns Nagle off for its sockets when this is set (every peer in a benchmark runs with it).
   setenv("TCP_NODELAY", "1", 0);
   auto config = aihub::config::LoadSiteConfigOrDefault(config_path);

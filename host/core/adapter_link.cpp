@@ -83,14 +83,27 @@ Status SyncFileSystem(const fs::path& path) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
+void AdapterDirectory::SetLinks(const std::string& endpoint, std::set<std::string> enabled) {
+  std::lock_guard<std::mutex> lock(mu_);
+  links_[endpoint] = std::move(enabled);
+}
+
+bool AdapterDirectory::LinkOn(const std::string& endpoint, const std::string& link) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto it = links_.find(endpoint);
+  return it == links_.end() || it->second.count(link) > 0;
+}
+
 class AdapterSubscriber::Impl {
  public:
-  Impl(Host& host, std::string endpoint, std::function<void(const std::string&)> say)
-      : host(host), endpoint(std::move(endpoint)), say(std::move(say)) {}
+  Impl(Host& host, std::string endpoint, std::function<void(const std::string&)> say,
+       std::shared_ptr<AdapterDirectory> directory)
+      : host(host), endpoint(std::move(endpoint)), say(std::move(say)), directory(std::move(directory)) {}
 
   Host& host;
   const std::string endpoint;
   std::function<void(const std::string&)> say;
+  std::shared_ptr<AdapterDirectory> directory;
   std::atomic<bool> stop{false};
   std::thread thread;
   std::mutex mu;
@@ -110,6 +123,7 @@ class AdapterSubscriber::Impl {
         Sleep(1000);
         continue;
       }
+      Describe(*stub);
       grpc::ClientContext context;
       {
         std::lock_guard<std::mutex> lock(mu);
@@ -149,6 +163,20 @@ class AdapterSubscriber::Impl {
                                 end.error_message() + "), reconnecting in " + std::to_string(backoff_ms) + " ms");
       Sleep(backoff_ms);
     }
+  }
+
+  // Learns which links the adapter has on (best effort: on failure the watch below reports the problem).
+  void Describe(v1::PacsAdapter::Stub& stub) {
+    if (!directory) return;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::AdapterInfo info;
+    if (!stub.Describe(&context, v1::DescribeRequest(), &info).ok()) return;
+    std::set<std::string> on;
+    for (const v1::LinkState& link : info.links()) {
+      if (link.enabled()) on.insert(link.name());
+    }
+    directory->SetLinks(endpoint, std::move(on));
   }
 
   void Sleep(int ms) {
@@ -266,8 +294,9 @@ class AdapterSubscriber::Impl {
   }
 };
 
-AdapterSubscriber::AdapterSubscriber(Host& host, std::string endpoint, std::function<void(const std::string&)> say)
-    : impl_(std::make_unique<Impl>(host, std::move(endpoint), std::move(say))) {}
+AdapterSubscriber::AdapterSubscriber(Host& host, std::string endpoint, std::function<void(const std::string&)> say,
+                                     std::shared_ptr<AdapterDirectory> directory)
+    : impl_(std::make_unique<Impl>(host, std::move(endpoint), std::move(say), std::move(directory))) {}
 
 AdapterSubscriber::~AdapterSubscriber() { Stop(); }
 
@@ -321,15 +350,22 @@ std::string FindingText(const Finding& f) {
 
 }  // namespace
 
-DeliveryPlanner AdapterPlanner(std::function<std::string(const std::string&)> adapter_of, DeliveryPlanner fallback) {
-  return [adapter_of = std::move(adapter_of), fallback = std::move(fallback)](const Result& r,
-                                                                               const EncodedResult& e) {
+DeliveryPlanner AdapterPlanner(std::function<std::string(const std::string&)> adapter_of, DeliveryPlanner fallback,
+                               std::shared_ptr<const AdapterDirectory> directory) {
+  return [adapter_of = std::move(adapter_of), fallback = std::move(fallback), directory = std::move(directory)](
+             const Result& r, const EncodedResult& e) {
     const std::string endpoint = adapter_of(r.study.study_instance_uid);
     if (endpoint.empty()) return fallback ? fallback(r, e) : std::vector<store::OutboxItem>{};
     const auto mode = config::ParseMode(r.mode).value_or(config::Mode::kSilent);
     std::vector<store::OutboxItem> items;
     if (mode == config::Mode::kOff || mode == config::Mode::kSilent) return items;   // nothing leaves the hub
     auto add = [&](const char* kind, const google::protobuf::Message& request, const std::string& key) {
+      const std::string link = LinkOf(kind) == "hl7" ? "hl7_out" : LinkOf(kind);
+      if (directory && !directory->LinkOn(endpoint, link)) {
+        LogInfo("deliver", std::string(kind) + " for " + r.study.study_instance_uid + " not planned: the " + link +
+                               " link of adapter " + endpoint + " is off");
+        return;
+      }
       store::OutboxItem item;
       item.kind = kind;
       item.destination = endpoint;

@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -40,10 +41,26 @@ std::string AdapterSource(const std::string& endpoint, const std::string& folder
 // The endpoint of such a source, or "" for other sources.
 std::string AdapterOfSource(const std::string& source);
 
+// Which links each adapter has on (from its Describe answer), so results are not planned for a link that is
+// off (e.g. no FHIR server configured) only to be dead-lettered. Thread-safe.
+class AdapterDirectory {
+ public:
+  void SetLinks(const std::string& endpoint, std::set<std::string> enabled);
+  // True when the link ("dicomweb", "hl7_out", "fhir") is on, or when the endpoint has not answered yet (then
+  // the delivery is planned and the adapter's answer decides).
+  bool LinkOn(const std::string& endpoint, const std::string& link) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::set<std::string>> links_;
+};
+
 class AdapterSubscriber {
  public:
-  // `say` gets one human-readable line per routed study (serve's output).
-  AdapterSubscriber(Host& host, std::string endpoint, std::function<void(const std::string&)> say);
+  // `say` gets one human-readable line per routed study (serve's output). `directory` (may be null) learns the
+  // adapter's links at every (re)connect.
+  AdapterSubscriber(Host& host, std::string endpoint, std::function<void(const std::string&)> say,
+                    std::shared_ptr<AdapterDirectory> directory = nullptr);
   ~AdapterSubscriber();
   void Start();
   void Stop();
@@ -61,7 +78,8 @@ class AdapterSubscriber {
 
 // `adapter_of(study_uid)`: the adapter endpoint the study came from, "" when it did not come from one (then
 // `fallback` plans its deliveries, e.g. files for the folder inbox; may be null).
-DeliveryPlanner AdapterPlanner(std::function<std::string(const std::string&)> adapter_of, DeliveryPlanner fallback);
+DeliveryPlanner AdapterPlanner(std::function<std::string(const std::string&)> adapter_of, DeliveryPlanner fallback,
+                               std::shared_ptr<const AdapterDirectory> directory = nullptr);
 
 class AdapterDeliverer {
  public:

@@ -58,6 +58,7 @@ int RunServe(const config::SiteConfig& config, const ServeOptions& options, std:
   }
   // Studies from an adapter deliver through it; inbox studies are written to --output.
   auto host_ref = std::make_shared<std::atomic<Host*>>(nullptr);
+  auto directory = std::make_shared<AdapterDirectory>();
   DeliveryPlanner files = options.output.empty() ? DeliveryPlanner() : FilePlanner(fs::absolute(options.output));
   DeliveryPlanner planner = AdapterPlanner(
       [host_ref](const std::string& study_uid) {
@@ -65,7 +66,7 @@ int RunServe(const config::SiteConfig& config, const ServeOptions& options, std:
         auto study = h ? h->store().GetStudy(study_uid) : StatusOr<std::optional<store::StudyRecord>>(std::nullopt);
         return study.ok() && study->has_value() ? AdapterOfSource((*study)->source) : std::string();
       },
-      files);
+      files, directory);
   auto opened = Host::Open(config, planner);
   if (!opened.ok()) {
     out << "error: " << opened.status().ToString() << std::endl;
@@ -150,7 +151,7 @@ int RunServe(const config::SiteConfig& config, const ServeOptions& options, std:
 
   std::vector<std::unique_ptr<AdapterSubscriber>> subscribers;
   for (const std::string& endpoint : config.host.adapters) {
-    subscribers.push_back(std::make_unique<AdapterSubscriber>(host, endpoint, say));
+    subscribers.push_back(std::make_unique<AdapterSubscriber>(host, endpoint, say, directory));
     subscribers.back()->Start();
   }
 

@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""Integration tests of the hub serving end to end against a real PACS.
+
+Real processes on 127.0.0.1 free ports: Orthanc with the DICOMweb plugin (the PACS), aihub-adapter, aihubd serve,
+DCMTK storescu as the modality / PACS sender, tools/mllp_peer.py as the RIS receiving HL7, python3-hl7 as the
+ordering system's MLLP client, dciodvfy as the SR validator.
+
+Run by ctest with: adapter_test.py BUILD_DIR SOURCE_DIR AdapterTest.test_name
+"""
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+BUILD = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "build")
+SOURCE = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else ".")
+sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
+from peers import Orthanc, free_port, get_json  # noqa: E402
+
+AIHUBD = os.path.join(BUILD, "bin", "aihubd")
+ADAPTER = os.path.join(BUILD, "bin", "aihub-adapter")
+PHANTOM = os.path.join(BUILD, "bin", "aihub-phantom")
+MLLP_PEER = os.path.join(SOURCE, "tools", "mllp_peer.py")
+ENV = dict(os.environ, TCP_NODELAY="1")
+
+
+def wait_until(what, predicate, timeout=60.0, interval=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
+
+
+def run(args, timeout=120, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=ENV, **kw)
+
+
+class Stack:
+    """Orthanc + MLLP peer + aihub-adapter + aihubd serve in one temp folder, configured by one site config."""
+
+    def __init__(self, modes="{emergency: integrated, default: silent}", stable_seconds=1.0, allowed_callers=None,
+                 departments=None):
+        self.root = tempfile.mkdtemp(prefix="aihub-adapter-test-")
+        self.grpc_port, self.dicom_port = free_port(), free_port()
+        self.hl7_in, self.hl7_out = free_port(), free_port()
+        self.orthanc = Orthanc(os.path.join(self.root, "orthanc"))
+        self.orthanc.start()
+        self.oru_path = os.path.join(self.root, "received.hl7")
+        self.procs = {}
+        os.makedirs(os.path.join(self.root, "plugins"))
+        shutil.copy(os.path.join(BUILD, "plugins", "hyperdensity.so"), os.path.join(self.root, "plugins"))
+        departments = departments or "  - id: emergency\n    match: {InstitutionalDepartmentName: EMERGENCY}\n"
+        callers = "[%s]" % ", ".join(allowed_callers or [])
+        self.config = os.path.join(self.root, "site.yaml")
+        with open(self.config, "w") as f:
+            f.write("""state_dir: ./var
+plugin_dir: ./plugins
+host:
+  workers: 1
+  adapters: [127.0.0.1:%(grpc)d]
+adapter:
+  grpc_listen: 127.0.0.1:%(grpc)d
+  dicom: {ae_title: AIHUB, port: %(dicom)d, stable_seconds: %(stable)s, allowed_callers: %(callers)s}
+  dicomweb: {url: "%(dicomweb)s"}
+  hl7: {listen: 127.0.0.1:%(hl7in)d, send_to: 127.0.0.1:%(hl7out)d}
+departments:
+%(departments)splugins:
+  - id: hyperdensity
+    modes: %(modes)s
+""" % dict(grpc=self.grpc_port, dicom=self.dicom_port, stable=stable_seconds, callers=callers,
+           dicomweb=self.orthanc.dicomweb_url, hl7in=self.hl7_in, hl7out=self.hl7_out, departments=departments,
+           modes=modes))
+        self.start("peer")
+        self.start("adapter")
+        self.start("hub")
+
+    def start(self, name):
+        if name == "peer":
+            args = ["/usr/bin/python3", MLLP_PEER, "--port", str(self.hl7_out), "--out", self.oru_path]
+        elif name == "adapter":
+            args = [ADAPTER, "--config", self.config]
+        else:
+            args = [AIHUBD, "serve", "--config", self.config]
+        with open(os.path.join(self.root, name + ".log"), "a") as log:
+            self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=self.root)
+        if name == "adapter":
+            wait_until("the adapter's DICOM port", lambda: self._port_open(self.dicom_port), 30)
+        if name == "peer":
+            wait_until("the MLLP peer", lambda: self._port_open(self.hl7_out), 30)
+
+    def stop(self, name, sig=signal.SIGTERM):
+        p = self.procs.pop(name, None)
+        if p is None or p.poll() is not None:
+            return
+        os.kill(p.pid, sig)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+
+    @staticmethod
+    def _port_open(port):
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    def log(self, name):
+        with open(os.path.join(self.root, name + ".log"), errors="replace") as f:
+            return f.read()
+
+    def phantom(self, seed, hemorrhage="intraparenchymal", slices=16, size=128, department="EMERGENCY"):
+        out = os.path.join(self.root, "studies", str(seed))
+        r = run([PHANTOM, "head-ct", "--out", out, "--seed", str(seed), "--hemorrhage", hemorrhage, "--side", "left",
+                 "--slices", str(slices), "--size", str(size), "--department", department])
+        assert r.returncode == 0, r.stderr
+        [folder] = os.listdir(out)
+        with open(os.path.join(out, folder, "truth.json")) as f:
+            truth = json.load(f)
+        files = sorted(glob.glob(os.path.join(out, folder, "**", "*.dcm"), recursive=True))
+        return truth["study_instance_uid"], files
+
+    def storescu(self, files, aet="CT_ER1"):
+        return run(["storescu", "-v", "-aet", aet, "-aec", "AIHUB", "127.0.0.1", str(self.dicom_port)] + files)
+
+    def received(self):
+        """HL7 messages the RIS peer received, in order: [(type, message)]."""
+        path = self.oru_path + ".jsonl"
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [(m["type"], m["message"]) for m in map(json.loads, f)]
+
+    def pacs_sr(self, study_uid):
+        """SOP Instance UIDs of the SR instances the PACS holds for the study (QIDO-RS)."""
+        url = "%s/studies/%s/instances?Modality=SR" % (self.orthanc.dicomweb_url, study_uid)
+        try:
+            return [i["00080018"]["Value"][0] for i in get_json(url)]
+        except urllib.error.HTTPError:
+            return []
+        except urllib.error.URLError:
+            return []
+
+    def db(self, sql, *args):
+        con = sqlite3.connect(os.path.join(self.root, "var", "aihub.db"))
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    def cleanup(self):
+        for name in list(self.procs):
+            self.stop(name)
+        self.orthanc.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def send_hl7(port, message):
+    """Sends one MLLP frame and returns the ACK text (python3-hl7 parses it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"\x0b" + message.encode() + b"\x1c\x0d")
+        data = b""
+        while not data.endswith(b"\x1c\x0d"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data.strip(b"\x0b\x1c\x0d").decode()
+
+
+class AdapterTest(unittest.TestCase):
+    def setUp(self):
+        self.stack = None
+
+    def tearDown(self):
+        if self.stack is not None:
+            if sys.exc_info()[0] is not None or hasattr(self, "_outcome") and not self._outcome.success:
+                for name in ("adapter", "hub"):
+                    print("---- %s log ----\n%s" % (name, self.stack.log(name)[-4000:]))
+            self.stack.cleanup()
+
+    def test_cstore_to_sr_in_orthanc_oru_alert_and_priority(self):
+        s = self.stack = Stack()
+        study, files = s.phantom(seed=7)
+        r = s.storescu(files)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        wait_until("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
+        srs = wait_until("the SR in the PACS", lambda: s.pacs_sr(study), 30)
+        self.assertEqual(len(srs), 1)
+        # The SR the PACS holds validates against the IOD (dciodvfy).
+        [orthanc_id] = [i for i in get_json(s.orthanc.http_url + "/instances")
+                        if get_json(s.orthanc.http_url + "/instances/%s/simplified-tags" % i)["Modality"] == "SR"]
+        sr_path = os.path.join(s.root, "sr.dcm")
+        with urllib.request.urlopen(s.orthanc.http_url + "/instances/%s/file" % orthanc_id) as resp, \
+                open(sr_path, "wb") as f:
+            f.write(resp.read())
+        v = run(["dciodvfy", sr_path])
+        errors = [l for l in (v.stdout + v.stderr).splitlines() if l.startswith("Error")]
+        self.assertEqual(errors, [], v.stdout + v.stderr)
+        # RIS got, in order: the priority update (STAT) and the alert before the result.
+        import hl7
+        types = [t for t, _ in s.received()]
+        self.assertEqual(types, ["ORM^O01^ORM_O01", "ADT^A31", "ORU^R01^ORU_R01"], types)
+        orm = hl7.parse(s.received()[0][1])
+        self.assertEqual(str(orm.segment("ORC")[1]), "XO")
+        self.assertIn("S^Stat", str(orm.segment("TQ1")))
+        oru = hl7.parse(s.received()[2][1])
+        self.assertTrue(any("52101004" in str(seg) for seg in oru.segments("OBX")))
+        # Every delivery is recorded as delivered, and audited.
+        states = s.db("SELECT kind, state FROM outbox ORDER BY id")
+        self.assertEqual(states, [("adapter.priority", "delivered"), ("adapter.alert", "delivered"),
+                                  ("adapter.sr", "delivered"), ("adapter.hl7", "delivered")], states)
+        # The adapter has no FHIR server configured: the FHIR delivery is not planned at all.
+        self.assertIn("adapter.fhir for %s not planned" % study, s.log("hub"))
+        self.assertEqual(s.db("SELECT cursor FROM adapter_cursors"), [(1,)])
+        v = run([AIHUBD, "verify-audit", "--config", s.config])
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+
+    def test_silent_mode_sends_nothing(self):
+        s = self.stack = Stack(modes="{default: silent}")
+        study, files = s.phantom(seed=8)
+        self.assertEqual(s.storescu(files).returncode, 0)
+        wait_until("the job to succeed", lambda: s.db("SELECT state FROM jobs WHERE study_instance_uid = ?", study)
+                   == [("succeeded",)], 90)
+        # The result is stored in the hub, nothing was planned for delivery, nothing left it.
+        self.assertEqual(len(s.db("SELECT job_id FROM results")), 1)
+        self.assertEqual(s.db("SELECT count(*) FROM outbox"), [(0,)])
+        self.assertEqual(s.received(), [])
+        self.assertEqual(s.pacs_sr(study), [])
+
+    def test_hl7_order_retrieves_the_study_from_the_pacs_and_reports(self):
+        # The department comes from the order's patient location; the study reaches the hub only through the
+        # order: it is in the PACS, never sent to the adapter.
+        s = self.stack = Stack(modes="{stroke: integrated, default: silent}",
+                               departments="  - id: stroke\n    match: {hl7_location: STROKE^BAY1}\n")
+        study, files = s.phantom(seed=9, department="NEURO")
+        for path in files:
+            with open(path, "rb") as f:
+                req = urllib.request.Request(s.orthanc.http_url + "/instances", data=f.read(), method="POST")
+                urllib.request.urlopen(req).read()
+        ack = send_hl7(s.hl7_in, "\r".join([
+            "MSH|^~\\&|RIS|HOSP|AIHUB|HOSP|20261128120000||ORM^O01|ORD0001|P|2.5.1",
+            "PID|1||PH9||PHANTOM^HEAD^9",
+            "PV1|1|E|STROKE^BAY1",
+            "ORC|NW|P9|F9",
+            "OBR|1|P9|F9|CTHEAD^CT head||||||||||||||ACC9",
+            "ZDS|%s^RIS^Application^DICOM" % study]) + "\r")
+        self.assertIn("MSA|AA|ORD0001", ack)
+        wait_until("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
+        self.assertEqual(len(wait_until("the SR in the PACS", lambda: s.pacs_sr(study), 30)), 1)
+        self.assertIn("TRIGGER_HL7_ORDER", s.log("hub"))
+        [(department, mode)] = s.db("SELECT department, mode FROM jobs WHERE study_instance_uid = ?", study)
+        self.assertEqual((department, mode), ("stroke", "integrated"))
+        # Bad HL7 gets a clear negative ACK and the listener keeps serving.
+        nak = send_hl7(s.hl7_in, "MSH|^~\\&|RIS|HOSP|AIHUB|HOSP|20261128120000||ORM^O01|ORD0002|P|2.5.1\rPID|1\r")
+        self.assertIn("MSA|AE|ORD0002", nak)
+        self.assertIn("ERR|", nak)
+        nak = send_hl7(s.hl7_in, "MSH|^~\\&|RIS|HOSP|AIHUB|HOSP|20261128120000||ADT^A03|ORD0003|P|2.5.1\r")
+        self.assertIn("MSA|AR|ORD0003", nak)
+        ack = send_hl7(s.hl7_in, "MSH|^~\\&|RIS|HOSP|AIHUB|HOSP|20261128120000||ADT^A08|ORD0004|P|2.5.1\r"
+                                 "PID|1||PH9||PHANTOM^HEAD^9\rPV1|1|E|STROKE^BAY1\r")
+        self.assertIn("MSA|AA|ORD0004", ack)
+
+    def test_pacs_down_then_up_delivers_once(self):
+        s = self.stack = Stack()
+        study, files = s.phantom(seed=10)
+        s.orthanc.stop()
+        self.assertEqual(s.storescu(files).returncode, 0)
+        # HL7 goes out; the SR waits in the outbox with failed attempts.
+        wait_until("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
+        wait_until("a failed SR attempt", lambda: s.db("SELECT attempts FROM outbox WHERE kind = 'adapter.sr' "
+                                                       "AND state = 'pending' AND attempts >= 1"), 30)
+        s.orthanc.start()
+        wait_until("the SR delivered", lambda: s.db("SELECT state FROM outbox WHERE kind = 'adapter.sr'")
+                   == [("delivered",)], 60)
+        self.assertEqual(len(s.pacs_sr(study)), 1)
+        actions = [a for (a,) in s.db("SELECT action FROM audit")]
+        self.assertIn("outbox.failed", actions)
+        self.assertEqual(actions.count("outbox.delivered"), 4)
+        self.assertEqual([t for t, _ in s.received()].count("ORU^R01^ORU_R01"), 1)
+
+    def test_adapter_restart_mid_study_processes_it_once(self):
+        s = self.stack = Stack(stable_seconds=4.0)
+        study, files = s.phantom(seed=11, slices=20)
+        half = len(files) // 2
+        self.assertEqual(s.storescu(files[:half]).returncode, 0)
+        s.stop("adapter", signal.SIGKILL)   # acknowledged instances are in the spool
+        s.start("adapter")
+        self.assertEqual(s.storescu(files[half:]).returncode, 0)
+        wait_until("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
+        self.assertEqual(s.db("SELECT generation, state FROM jobs WHERE study_instance_uid = ?", study),
+                         [(1, "succeeded")])
+        self.assertIn("fetched %d instance(s)" % len(files), s.log("hub"))
+        self.assertEqual(len(s.pacs_sr(study)), 1)
+
+    def test_bad_dicom_input_is_refused_and_the_adapter_keeps_serving(self):
+        s = self.stack = Stack(allowed_callers=["CT_ER1"])
+        study, files = s.phantom(seed=12)
+        # A caller that is not allowed: association rejected, nothing spooled.
+        r = s.storescu(files[:1], aet="INTRUDER")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Association Rejected", r.stdout + r.stderr)
+        # An instance whose SOP Instance UID could be used as a path: refused with a failure status.
+        bad = os.path.join(s.root, "bad.dcm")
+        shutil.copy(files[0], bad)
+        m = run(["dcmodify", "-nb", "-m", "SOPInstanceUID=../../etc/x", bad])
+        self.assertEqual(m.returncode, 0, m.stderr)
+        r = s.storescu([bad])
+        self.assertIn("Received Store Response (Error: CannotUnderstand)", r.stdout + r.stderr)
+        self.assertEqual(glob.glob(os.path.join(s.root, "var", "adapter", "files", "**", "*x*"), recursive=True), [])
+        # A truncated file: storescu itself refuses to send it; the good study afterwards goes through.
+        cut = os.path.join(s.root, "cut.dcm")
+        with open(files[1], "rb") as src, open(cut, "wb") as dst:
+            dst.write(src.read()[:2000])
+        s.storescu([cut])
+        self.assertEqual(s.storescu(files).returncode, 0)
+        wait_until("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
+        self.assertEqual(s.db("SELECT count(*) FROM jobs"), [(1,)])
+
+
+if __name__ == "__main__":
+    unittest.main()
