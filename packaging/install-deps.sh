@@ -10,12 +10,13 @@ packages=(
   # libraries (DESIGN.md: Debian packages only)
   libboost-dev libboost-filesystem-dev
   libdcmtk-dev dcmtk
-  libyaml-cpp-dev nlohmann-json3-dev libsqlite3-dev libssl-dev
+  libyaml-cpp-dev nlohmann-json3-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   doctest-dev
   # libtorch (CPU) for the reference model plugins; only plugins link it, never the host
   libtorch-dev
   # real peers and validators used by tests and the demo
-  sqlite3 dicom3tools python3 python3-hl7
+  sqlite3 dicom3tools python3 python3-hl7 orthanc orthanc-dicomweb
 )
 
 # `--training` adds what the reference models' training scripts need (plugins/*/train.py).

@@ -60,7 +60,8 @@ class Orthanc:
     """An Orthanc process with its own storage, index and config in `work_dir`, on free ports.
 
     modalities: {name: (aet, host, port)}, the DICOM peers Orthanc may C-STORE to (e.g. the adapter).
-    users: {name: password}; when given, HTTP basic authentication is on. Orthanc 1.10 cannot bind its servers to one
+    users: {name: password}; when given, HTTP basic authentication is on. http_port / dicom_port: fixed ports
+    (default: free ones). Orthanc 1.10 cannot bind its servers to one
     address; RemoteAccessAllowed false makes it refuse every client but localhost.
     start() (or `with`) writes the config, starts Orthanc with TCP_NODELAY=1 and returns once GET /plugins lists
     dicom-web (RuntimeError with the log tail if it exits, lacks the plugin or is not up within start_timeout).
@@ -68,15 +69,16 @@ class Orthanc:
     (http_url + "/dicom-web"), dicom_port, aet, log_path, process, auth ((user, password) of the first user, or None).
     """
 
-    def __init__(self, work_dir, aet="ORTHANC", modalities=None, users=None, start_timeout=30.0):
+    def __init__(self, work_dir, aet="ORTHANC", modalities=None, users=None, start_timeout=30.0, http_port=None,
+                 dicom_port=None):
         self.work_dir = os.path.abspath(work_dir)
         self.aet = aet
         self.modalities = modalities or {}
         self.users = users or {}
         self.auth = next(iter(self.users.items()), None)
         self.start_timeout = start_timeout
-        self.http_port = free_port()
-        self.dicom_port = free_port()
+        self.http_port = http_port or free_port()
+        self.dicom_port = dicom_port or free_port()
         self.http_url = "http://127.0.0.1:%d" % self.http_port
         self.dicomweb_url = self.http_url + "/dicom-web"
         self.config_path = os.path.join(self.work_dir, "orthanc.json")
