@@ -2,7 +2,9 @@
 
 #include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <map>
+#include <set>
 #include <fstream>
 #include <thread>
 
@@ -189,6 +191,42 @@ class Adapter::Impl {
   std::condition_variable orders_wake;
   std::atomic<bool> stop{false};
   std::string grpc_endpoint;
+  // expected_count_from_qido: studies to ask the PACS about, and those asked already (in this process).
+  std::deque<std::string> count_queue;
+  std::set<std::string> count_asked;
+
+  // After each stored instance: wake the tracker, and queue a count lookup for a study seen the first time.
+  void Stored(const std::string& study_uid) {
+    tracker->Poke();
+    if (!settings.dicom.expected_count_from_qido || !links->dicomweb()) return;
+    std::lock_guard<std::mutex> lock(orders_mu);
+    if (!count_asked.insert(study_uid).second) return;
+    count_queue.push_back(study_uid);
+    orders_wake.notify_all();
+  }
+
+  // QIDO-RS NumberOfStudyRelatedInstances for studies that started to arrive; best effort (quiet time still
+  // completes the study when the PACS does not know it or cannot be asked).
+  void LookUpCounts() {
+    for (;;) {
+      std::string study_uid;
+      {
+        std::lock_guard<std::mutex> lock(orders_mu);
+        if (count_queue.empty()) return;
+        study_uid = count_queue.front();
+        count_queue.pop_front();
+      }
+      dicomweb::StudyQuery q;
+      q.study_instance_uid = study_uid;
+      auto found = links->Note("dicomweb", links->dicomweb()->FindStudies(q));
+      if (!found.ok() || found->empty() || found->front().number_of_instances <= 0) continue;
+      const int64_t expected = found->front().number_of_instances;
+      if (spool->NoteExpectation(study_uid, expected, "").ok()) {
+        LogInfo("tracker", "study " + study_uid + ": the PACS holds " + std::to_string(expected) + " instance(s)");
+        tracker->Poke();
+      }
+    }
+  }
 
   // Persists an inbound HL7 message (before its ACK) and turns orders into pending retrievals.
   Status AcceptHl7(const hl7::Message& m, const std::string& raw, const std::string& peer) {
@@ -232,6 +270,7 @@ class Adapter::Impl {
   void OrderLoop() {
     const int64_t timeout_ms = int64_t{settings.hl7.order_timeout_hours} * 3600 * 1000;
     while (!stop) {
+      LookUpCounts();
       const int64_t now = NowUnixMs();
       auto due = spool->DueOrders(now);
       if (!due.ok()) LogError("orders", due.status().ToString());
@@ -254,7 +293,8 @@ class Adapter::Impl {
         }
       }
       std::unique_lock<std::mutex> lock(orders_mu);
-      orders_wake.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop.load(); });
+      orders_wake.wait_for(lock, std::chrono::milliseconds(500),
+                           [this] { return stop.load() || !count_queue.empty(); });
     }
   }
 
@@ -353,7 +393,7 @@ StatusOr<std::unique_ptr<Adapter>> Adapter::Start(const config::SiteConfig& conf
   rs.allowed_callers = a.settings.dicom.allowed_callers;
   rs.max_associations = a.settings.dicom.max_associations;
   Impl* raw = impl.get();
-  auto receiver = DicomReceiver::Start(rs, *a.spool, [raw](const std::string&) { raw->tracker->Poke(); });
+  auto receiver = DicomReceiver::Start(rs, *a.spool, [raw](const std::string& study) { raw->Stored(study); });
   if (!receiver.ok()) return receiver.status();
   a.receiver = std::move(receiver).value();
 

@@ -255,8 +255,9 @@ class SiteConfigParser {
 
   Status ParseAdapter(const YAML::Node& node, AdapterSettings* adapter) {
     static const std::vector<std::string> kKeys = {"grpc_listen", "dicom", "dicomweb", "hl7", "fhir"};
-    static const std::vector<std::string> kDicom = {"ae_title", "port", "stable_seconds", "allowed_callers",
-                                                    "max_associations"};
+    static const std::vector<std::string> kDicom = {"ae_title",         "port",
+                                                    "stable_seconds",   "allowed_callers",
+                                                    "max_associations", "expected_count_from_qido"};
     static const std::vector<std::string> kHl7 = {"listen", "send_to", "alert_message_type", "sending_facility",
                                                   "receiving_application", "receiving_facility",
                                                   "order_timeout_hours"};
@@ -286,6 +287,8 @@ class SiteConfigParser {
             } else {
               adapter->dicom.stable_seconds = *v;
             }
+          } else if (e.key == "expected_count_from_qido") {
+            s = Bool(e, &adapter->dicom.expected_count_from_qido);
           } else if (e.key == "max_associations") {
             s = Integer(e, 1, 256, &adapter->dicom.max_associations);
           } else if (e.key == "allowed_callers") {

@@ -49,6 +49,10 @@ struct AdapterDicomSettings {
   double stable_seconds = 5;                  // quiet time before a study counts as complete; >= 0
   std::vector<std::string> allowed_callers;   // calling AE titles; empty = any caller
   int max_associations = 16;                  // concurrent associations
+  // Ask the PACS (QIDO-RS NumberOfStudyRelatedInstances) how many instances a study has when it starts to
+  // arrive, so it completes as soon as they are all here instead of after stable_seconds. For PACS that forward
+  // a study once they hold all of it.
+  bool expected_count_from_qido = false;
 };
 
 // An HTTP peer (DICOMweb, FHIR). Secrets are never in the file: they are read from the environment variables

@@ -51,7 +51,7 @@ class Stack:
     """Orthanc + MLLP peer + aihub-adapter + aihubd serve in one temp folder, configured by one site config."""
 
     def __init__(self, modes="{emergency: integrated, default: silent}", stable_seconds=1.0, allowed_callers=None,
-                 departments=None):
+                 departments=None, count_from_qido=False):
         self.root = tempfile.mkdtemp(prefix="aihub-adapter-test-")
         self.grpc_port, self.dicom_port = free_port(), free_port()
         self.hl7_in, self.hl7_out = free_port(), free_port()
@@ -72,7 +72,8 @@ host:
   adapters: [127.0.0.1:%(grpc)d]
 adapter:
   grpc_listen: 127.0.0.1:%(grpc)d
-  dicom: {ae_title: AIHUB, port: %(dicom)d, stable_seconds: %(stable)s, allowed_callers: %(callers)s}
+  dicom: {ae_title: AIHUB, port: %(dicom)d, stable_seconds: %(stable)s, allowed_callers: %(callers)s,
+          expected_count_from_qido: %(count)s}
   dicomweb: {url: "%(dicomweb)s"}
   hl7: {listen: 127.0.0.1:%(hl7in)d, send_to: 127.0.0.1:%(hl7out)d}
 departments:
@@ -80,6 +81,7 @@ departments:
   - id: hyperdensity
     modes: %(modes)s
 """ % dict(grpc=self.grpc_port, dicom=self.dicom_port, stable=stable_seconds, callers=callers,
+           count="true" if count_from_qido else "false",
            dicomweb=self.orthanc.dicomweb_url, hl7in=self.hl7_in, hl7out=self.hl7_out, departments=departments,
            modes=modes))
         self.start("peer")
@@ -99,6 +101,16 @@ departments:
             wait_until("the adapter's DICOM port", lambda: self._port_open(self.dicom_port), 30)
         if name == "peer":
             wait_until("the MLLP peer", lambda: self._port_open(self.hl7_out), 30)
+
+    def wait(self, what, predicate, timeout=60.0):
+        """wait_until, failing at once (with the log) when a process of the stack exited."""
+        def check():
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    raise AssertionError("%s exited with %s while waiting for %s:\n%s"
+                                         % (name, p.returncode, what, self.log(name)[-3000:]))
+            return predicate()
+        return wait_until(what, check, timeout)
 
     def stop(self, name, sig=signal.SIGTERM):
         p = self.procs.pop(name, None)
@@ -131,6 +143,12 @@ departments:
             truth = json.load(f)
         files = sorted(glob.glob(os.path.join(out, folder, "**", "*.dcm"), recursive=True))
         return truth["study_instance_uid"], files
+
+    def upload_to_pacs(self, files):
+        for path in files:
+            with open(path, "rb") as f:
+                req = urllib.request.Request(self.orthanc.http_url + "/instances", data=f.read(), method="POST")
+                urllib.request.urlopen(req).read()
 
     def storescu(self, files, aet="CT_ER1"):
         return run(["storescu", "-v", "-aet", aet, "-aec", "AIHUB", "127.0.0.1", str(self.dicom_port)] + files)
@@ -186,9 +204,11 @@ class AdapterTest(unittest.TestCase):
 
     def tearDown(self):
         if self.stack is not None:
-            if sys.exc_info()[0] is not None or hasattr(self, "_outcome") and not self._outcome.success:
+            result = self._outcome.result
+            if any(test is self for test, _ in result.failures + result.errors):
                 for name in ("adapter", "hub"):
-                    print("---- %s log ----\n%s" % (name, self.stack.log(name)[-4000:]))
+                    lines = [l for l in self.stack.log(name).splitlines() if not l.startswith(("I: ", "W: "))]
+                    print("---- %s log ----\n%s" % (name, "\n".join(lines[-40:])))
             self.stack.cleanup()
 
     def test_cstore_to_sr_in_orthanc_oru_alert_and_priority(self):
@@ -196,8 +216,8 @@ class AdapterTest(unittest.TestCase):
         study, files = s.phantom(seed=7)
         r = s.storescu(files)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        wait_until("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
-        srs = wait_until("the SR in the PACS", lambda: s.pacs_sr(study), 30)
+        s.wait("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
+        srs = s.wait("the SR in the PACS", lambda: s.pacs_sr(study), 30)
         self.assertEqual(len(srs), 1)
         # The SR the PACS holds validates against the IOD (dciodvfy).
         [orthanc_id] = [i for i in get_json(s.orthanc.http_url + "/instances")
@@ -232,7 +252,7 @@ class AdapterTest(unittest.TestCase):
         s = self.stack = Stack(modes="{default: silent}")
         study, files = s.phantom(seed=8)
         self.assertEqual(s.storescu(files).returncode, 0)
-        wait_until("the job to succeed", lambda: s.db("SELECT state FROM jobs WHERE study_instance_uid = ?", study)
+        s.wait("the job to succeed", lambda: s.db("SELECT state FROM jobs WHERE study_instance_uid = ?", study)
                    == [("succeeded",)], 90)
         # The result is stored in the hub, nothing was planned for delivery, nothing left it.
         self.assertEqual(len(s.db("SELECT job_id FROM results")), 1)
@@ -246,10 +266,7 @@ class AdapterTest(unittest.TestCase):
         s = self.stack = Stack(modes="{stroke: integrated, default: silent}",
                                departments="  - id: stroke\n    match: {hl7_location: STROKE^BAY1}\n")
         study, files = s.phantom(seed=9, department="NEURO")
-        for path in files:
-            with open(path, "rb") as f:
-                req = urllib.request.Request(s.orthanc.http_url + "/instances", data=f.read(), method="POST")
-                urllib.request.urlopen(req).read()
+        s.upload_to_pacs(files)
         ack = send_hl7(s.hl7_in, "\r".join([
             "MSH|^~\\&|RIS|HOSP|AIHUB|HOSP|20261128120000||ORM^O01|ORD0001|P|2.5.1",
             "PID|1||PH9||PHANTOM^HEAD^9",
@@ -258,8 +275,8 @@ class AdapterTest(unittest.TestCase):
             "OBR|1|P9|F9|CTHEAD^CT head||||||||||||||ACC9",
             "ZDS|%s^RIS^Application^DICOM" % study]) + "\r")
         self.assertIn("MSA|AA|ORD0001", ack)
-        wait_until("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
-        self.assertEqual(len(wait_until("the SR in the PACS", lambda: s.pacs_sr(study), 30)), 1)
+        s.wait("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
+        self.assertEqual(len(s.wait("the SR in the PACS", lambda: s.pacs_sr(study), 30)), 1)
         self.assertIn("TRIGGER_HL7_ORDER", s.log("hub"))
         [(department, mode)] = s.db("SELECT department, mode FROM jobs WHERE study_instance_uid = ?", study)
         self.assertEqual((department, mode), ("stroke", "integrated"))
@@ -279,11 +296,11 @@ class AdapterTest(unittest.TestCase):
         s.orthanc.stop()
         self.assertEqual(s.storescu(files).returncode, 0)
         # HL7 goes out; the SR waits in the outbox with failed attempts.
-        wait_until("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
-        wait_until("a failed SR attempt", lambda: s.db("SELECT attempts FROM outbox WHERE kind = 'adapter.sr' "
+        s.wait("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
+        s.wait("a failed SR attempt", lambda: s.db("SELECT attempts FROM outbox WHERE kind = 'adapter.sr' "
                                                        "AND state = 'pending' AND attempts >= 1"), 30)
         s.orthanc.start()
-        wait_until("the SR delivered", lambda: s.db("SELECT state FROM outbox WHERE kind = 'adapter.sr'")
+        s.wait("the SR delivered", lambda: s.db("SELECT state FROM outbox WHERE kind = 'adapter.sr'")
                    == [("delivered",)], 60)
         self.assertEqual(len(s.pacs_sr(study)), 1)
         actions = [a for (a,) in s.db("SELECT action FROM audit")]
@@ -299,11 +316,39 @@ class AdapterTest(unittest.TestCase):
         s.stop("adapter", signal.SIGKILL)   # acknowledged instances are in the spool
         s.start("adapter")
         self.assertEqual(s.storescu(files[half:]).returncode, 0)
-        wait_until("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
+        s.wait("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
         self.assertEqual(s.db("SELECT generation, state FROM jobs WHERE study_instance_uid = ?", study),
                          [(1, "succeeded")])
         self.assertIn("fetched %d instance(s)" % len(files), s.log("hub"))
         self.assertEqual(len(s.pacs_sr(study)), 1)
+
+    def test_expected_count_from_qido_completes_without_the_quiet_time(self):
+        # The PACS holds the study (it forwards what it has): the adapter learns the count and does not wait 60 s.
+        s = self.stack = Stack(stable_seconds=60, count_from_qido=True)
+        study, files = s.phantom(seed=13)
+        s.upload_to_pacs(files)
+        self.assertEqual(s.storescu(files).returncode, 0)
+        s.wait("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 45)
+        self.assertIn("the PACS holds %d instance(s)" % len(files), s.log("adapter"))
+        self.assertIn("TRIGGER_CSTORE_COUNT", s.log("hub"))
+
+    def test_host_restart_resumes_from_its_cursor_without_repeats(self):
+        s = self.stack = Stack()
+        s.stop("hub")
+        first, files = s.phantom(seed=14)
+        self.assertEqual(s.storescu(files).returncode, 0)
+        s.wait("the adapter to complete the study", lambda: "study %s complete" % first in s.log("adapter"), 30)
+        s.start("hub")   # catches up from cursor 0
+        s.wait("the first ORU", lambda: [t for t, _ in s.received()].count("ORU^R01^ORU_R01") == 1, 90)
+        s.stop("hub")
+        s.start("hub")   # resumes after cursor 1: nothing is redone
+        second, files = s.phantom(seed=15)
+        self.assertEqual(s.storescu(files).returncode, 0)
+        s.wait("the second ORU", lambda: [t for t, _ in s.received()].count("ORU^R01^ORU_R01") == 2, 90)
+        self.assertEqual(s.db("SELECT study_instance_uid, count(*) FROM jobs GROUP BY 1 ORDER BY 1"),
+                         sorted([(first, 1), (second, 1)]))
+        self.assertEqual(s.db("SELECT cursor FROM adapter_cursors"), [(2,)])
+        self.assertEqual(s.db("SELECT count(*) FROM outbox WHERE state != 'delivered'"), [(0,)])
 
     def test_bad_dicom_input_is_refused_and_the_adapter_keeps_serving(self):
         s = self.stack = Stack(allowed_callers=["CT_ER1"])
@@ -326,7 +371,7 @@ class AdapterTest(unittest.TestCase):
             dst.write(src.read()[:2000])
         s.storescu([cut])
         self.assertEqual(s.storescu(files).returncode, 0)
-        wait_until("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
+        s.wait("the ORU at the RIS", lambda: any(t.startswith("ORU^R01") for t, _ in s.received()), 90)
         self.assertEqual(s.db("SELECT count(*) FROM jobs"), [(1,)])
 
 
