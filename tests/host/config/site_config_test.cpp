@@ -172,13 +172,14 @@ adapter:
 TEST_CASE("adapter HTTP links read secrets from named environment variables; HL7 options") {
   SiteConfig c = Parse(R"(
 adapter:
-  dicom: {max_associations: 4}
+  dicom: {max_associations: 4, expected_count_from_qido: true}
   dicomweb: {url: "https://pacs/dicom-web", username: hub, password_env: PACS_PASSWORD, verify_tls: false,
              ca_file: certs/pacs.pem, timeout_seconds: 30}
   fhir: {url: "https://fhir/r4", bearer_token_env: FHIR_TOKEN}
   hl7: {alert_message_type: "ORU^R01", sending_facility: RAD, receiving_application: RIS, order_timeout_hours: 2}
 )");
   CHECK(c.adapter.dicom.max_associations == 4);
+  CHECK(c.adapter.dicom.expected_count_from_qido);
   CHECK(c.adapter.dicomweb.username == "hub");
   CHECK(c.adapter.dicomweb.password_env == "PACS_PASSWORD");
   CHECK_FALSE(c.adapter.dicomweb.verify_tls);
