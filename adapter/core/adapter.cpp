@@ -277,6 +277,8 @@ class Adapter::Impl {
       for (const Order& o : due.ok() ? *due : std::vector<Order>{}) {
         if (stop) break;
         if (now - o.created_ms > timeout_ms) {
+          // A retrieval that never finished must not keep its study from completing by quiet time.
+          if (!o.study_uid.empty()) (void)spool->HoldStudy(o.study_uid, false);
           (void)spool->FinishOrder(o.id, "expired: the study did not appear in the PACS");
           LogWarning("orders", "order " + o.accession_number + " expired");
           continue;
@@ -325,7 +327,12 @@ class Adapter::Impl {
       auto n = links->Note("dicomweb", links->dicomweb()->RetrieveSeries(
                                            match.study_instance_uid, s.series_instance_uid,
                                            [&](std::string&& part10) { return SpoolBytes(part10, match.study_instance_uid); }));
-      if (!n.ok()) return n.status();   // retried later; instances already spooled are replaced then
+      if (!n.ok()) {
+        // Retried later (instances already spooled are replaced then); a final failure releases the study so
+        // what arrived completes by quiet time.
+        if (n.status().code() != AIHUB_UNAVAILABLE) (void)spool->HoldStudy(match.study_instance_uid, false);
+        return n.status();
+      }
       retrieved += *n;
     }
     if (retrieved == 0) return NotFound("the PACS listed the study but returned no instances yet");

@@ -160,6 +160,13 @@ Status Spool::AddInstance(const IncomingInstance& in, int64_t now_ms) {
   Db& db = *impl_->db;
   Transaction txn(db);
   RETURN_IF_ERROR(txn.Begin());
+  std::string previous_path;   // the SOP instance sent before under another study or series
+  {
+    ASSIGN_OR_RETURN(s, db.Prepare("SELECT path FROM instances WHERE sop_uid = ?1"));
+    s.Bind(1, in.sop_uid);
+    ASSIGN_OR_RETURN(row, s.Step());
+    if (row && s.Text(0) != target.string()) previous_path = s.Text(0);
+  }
   {
     ASSIGN_OR_RETURN(s, db.Prepare("INSERT INTO instances(sop_uid, study_uid, series_uid, path, size, received_ms) "
                                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(sop_uid) DO UPDATE SET "
@@ -177,7 +184,9 @@ Status Spool::AddInstance(const IncomingInstance& in, int64_t now_ms) {
                                    "ELSE excluded.calling_ae END"));
     RETURN_IF_ERROR(s.Bind(1, in.study_uid).Bind(2, now_ms).Bind(3, in.calling_ae).Run());
   }
-  return txn.Commit();
+  RETURN_IF_ERROR(txn.Commit());
+  if (!previous_path.empty()) fs::remove(previous_path, ec);
+  return Status::Ok();
 }
 
 StatusOr<std::vector<OpenStudy>> Spool::OpenStudies() {
@@ -228,7 +237,12 @@ StatusOr<StoredEvent> Spool::CompleteStudy(const std::string& study_uid, std::st
   RETURN_IF_ERROR(txn.Begin());
   int64_t generation = 0;
   {
-    ASSIGN_OR_RETURN(s, db.Prepare("UPDATE studies SET open = 0, held = 0, generation = generation + 1 "
+    // An expected count this completion meets is used up: late instances then complete by quiet time as one new
+    // generation instead of each completing the study again by count.
+    ASSIGN_OR_RETURN(s, db.Prepare("UPDATE studies SET open = 0, held = 0, generation = generation + 1, "
+                                   "expected_instances = CASE WHEN (SELECT COUNT(*) FROM instances i "
+                                   "WHERE i.study_uid = studies.study_uid) >= expected_instances THEN 0 "
+                                   "ELSE expected_instances END "
                                    "WHERE study_uid = ?1 "
                                    "RETURNING generation"));
     s.Bind(1, study_uid);
@@ -238,6 +252,18 @@ StatusOr<StoredEvent> Spool::CompleteStudy(const std::string& study_uid, std::st
   }
   v1::StudyEvent event;
   if (!event.ParseFromString(event_bytes)) return InvalidArgument("completion event does not parse");
+  if (event.series_size() > 0) {
+    // An event lists what it announces. An instance spooled after it was built (a C-STORE racing the completion)
+    // would be closed out unannounced: refuse, and the caller builds a fresh event (the tracker on its next pass).
+    uint64_t announced = 0;
+    for (const v1::SeriesInfo& s : event.series()) announced += s.instance_count();
+    ASSIGN_OR_RETURN(s, db.Prepare("SELECT COUNT(*) FROM instances WHERE study_uid = ?1"));
+    s.Bind(1, study_uid);
+    ASSIGN_OR_RETURN(row, s.Step());
+    if (row && static_cast<uint64_t>(s.Int(0)) != announced) {
+      return Aborted("study " + study_uid + " received instances while completing; try again");
+    }
+  }
   event.set_generation(generation);
   event.set_completed_unix_ms(now_ms);
   int64_t cursor = 0;
@@ -336,9 +362,10 @@ Status Spool::AddOrder(const Order& order) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   ASSIGN_OR_RETURN(s, impl_->db->Prepare(
                           "INSERT INTO orders(accession_number, study_uid, hl7_location, expected_instances, "
-                          "next_check_ms, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"));
+                          "next_check_ms, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
   return s.Bind(1, order.accession_number).Bind(2, order.study_uid).Bind(3, order.hl7_location)
-      .Bind(4, order.expected_instances).Bind(5, order.created_ms).Run();
+      .Bind(4, order.expected_instances).Bind(5, std::max(order.next_check_ms, order.created_ms))
+      .Bind(6, order.created_ms).Run();
 }
 
 StatusOr<std::vector<Order>> Spool::DueOrders(int64_t now_ms) {

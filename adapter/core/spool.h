@@ -41,7 +41,7 @@ struct SpooledInstance {
 struct OpenStudy {
   std::string study_uid;
   int64_t last_instance_ms = 0;     // Unix ms of the newest instance
-  int64_t instances = 0;            // instances spooled since it (re)opened
+  int64_t instances = 0;            // instances of the study in the spool
   int64_t expected_instances = 0;   // 0 = unknown
   std::string calling_ae;
   std::string hl7_location;

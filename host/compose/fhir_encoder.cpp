@@ -96,7 +96,9 @@ json Entry(const std::string& full_url_seed, json resource, const std::string& t
 }  // namespace
 
 std::string EncodeFhirBundle(const Result& r) {
-  const std::string status = r.mode == "silent" ? "preliminary" : "final";
+  const std::string status = r.mode == "silent"                          ? "preliminary"
+                             : !r.predecessor_sr_sop_instance_uid.empty() ? "amended"
+                                                                          : "final";
   std::string effective = r.completed_at;
   if (auto date = DicomDateToFhir(r.study.study_date)) effective = *date;
   const json subject = PatientReference(r.study);

@@ -124,7 +124,8 @@ const char* AbnormalFlag(const Finding& f) {
 
 std::string EncodeOru(const Result& r, const Hl7Options& o) {
   const std::string completed = Hl7Timestamp(r.completed_at);
-  const std::string status = r.mode == "silent" ? "P" : "F";
+  // HL7 table 0123 / 0085: P preliminary (shadow), C corrected (replaces an earlier result), F final.
+  const std::string status = r.mode == "silent" ? "P" : !r.predecessor_sr_sop_instance_uid.empty() ? "C" : "F";
   const std::string control_id =
       o.message_control_id.empty() ? Sha256Hex("aihub/hl7\n" + r.job_key).substr(0, 20) : o.message_control_id;
   const StudyIdentity& s = r.study;

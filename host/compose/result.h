@@ -109,6 +109,12 @@ struct Result {
   std::string sr_sop_instance_uid;
   uint32_t sr_series_number = 9900;
   uint32_t sr_instance_number = 1;
+
+  // Set when this result replaces an earlier one for the same study and plugin (the study was re-run after late
+  // instances): the SR lists it in Predecessor Documents, the ORU's result status is C (corrected) and the FHIR
+  // Observations are "amended".
+  std::string predecessor_sr_series_instance_uid;
+  std::string predecessor_sr_sop_instance_uid;
 };
 
 }  // namespace aihub

@@ -91,6 +91,10 @@ json ToJson(const Result& r) {
   j["sr_sop_instance_uid"] = r.sr_sop_instance_uid;
   j["sr_series_number"] = r.sr_series_number;
   j["sr_instance_number"] = r.sr_instance_number;
+  if (!r.predecessor_sr_sop_instance_uid.empty()) {
+    j["predecessor_sr_series_instance_uid"] = r.predecessor_sr_series_instance_uid;
+    j["predecessor_sr_sop_instance_uid"] = r.predecessor_sr_sop_instance_uid;
+  }
   return j;
 }
 
@@ -291,6 +295,8 @@ Result ReadResult(const json& j) {
   ReadString(j, "", "sr_sop_instance_uid", r.sr_sop_instance_uid);
   ReadUint32(j, "", "sr_series_number", r.sr_series_number);
   ReadUint32(j, "", "sr_instance_number", r.sr_instance_number);
+  ReadString(j, "", "predecessor_sr_series_instance_uid", r.predecessor_sr_series_instance_uid);
+  ReadString(j, "", "predecessor_sr_sop_instance_uid", r.predecessor_sr_sop_instance_uid);
   return r;
 }
 

@@ -433,6 +433,14 @@ StatusOr<std::string> EncodeSr(const Result& r) {
     }
   }
 
+  if (!r.predecessor_sr_sop_instance_uid.empty()) {
+    AIHUB_SR_CHECK(doc.getPredecessorDocuments().addItem(st.study_instance_uid,
+                                                         Clean(r.predecessor_sr_series_instance_uid, 64),
+                                                         UID_Comprehensive3DSRStorage,
+                                                         Clean(r.predecessor_sr_sop_instance_uid, 64)),
+                   "predecessor document");
+  }
+
   DcmFileFormat file;
   DcmDataset& dataset = *file.getDataset();
   AIHUB_SR_CHECK(doc.write(dataset), "write document");

@@ -203,6 +203,24 @@ StatusOr<RouteDecision> JobRunner::SubmitImpl(const dicom::Study& study, const S
   return decision;
 }
 
+void JobRunner::SetPredecessor(const store::JobRecord& job, Result* result) {
+  if (job.generation <= 1) return;
+  auto jobs = store_.ListJobs(job.study_instance_uid);
+  if (!jobs.ok()) return;
+  const store::JobRecord* latest = nullptr;
+  for (const store::JobRecord& j : *jobs) {
+    if (j.plugin_id != job.plugin_id || j.generation >= job.generation || j.state != store::JobState::kSucceeded) continue;
+    if (latest == nullptr || j.generation > latest->generation) latest = &j;
+  }
+  if (latest == nullptr) return;
+  // The earlier SR's identifiers are derived from its job key, as they were when it was made.
+  Result earlier;
+  earlier.job_key = latest->job_key;
+  compose::AssignIdentifiers(earlier);
+  result->predecessor_sr_series_instance_uid = earlier.sr_series_instance_uid;
+  result->predecessor_sr_sop_instance_uid = earlier.sr_sop_instance_uid;
+}
+
 StatusOr<std::optional<JobOutcome>> JobRunner::RunNext() {
   auto claimed = store_.ClaimJob(std::chrono::seconds(config_.Get()->host.job_lease_seconds));
   if (!claimed.ok()) return claimed.status();
@@ -420,6 +438,7 @@ JobOutcome JobRunner::Run(const store::JobRecord& job) {
   result.summary = std::move(output.summary);
   result.completed_at = UtcNowSeconds();
   compose::AssignIdentifiers(result);
+  SetPredecessor(job, &result);
 
   EncodedResult encoded;
   auto sr = compose::EncodeSr(result);

@@ -77,6 +77,8 @@ class JobRunner {
                                      const std::string& source);
   JobOutcome Run(const store::JobRecord& job);
   Status Fail(const store::JobRecord& job, const Status& why, JobOutcome* outcome);
+  // A re-run (generation > 1) replaces the latest earlier successful result of the same study and plugin.
+  void SetPredecessor(const store::JobRecord& job, Result* result);
   // Drops the study from memory when none of its jobs can run again.
   void ForgetStudyIfDone(const std::string& study_uid);
   static std::string PinKey(const std::string& study_uid, const std::string& plugin_id, const std::string& version);

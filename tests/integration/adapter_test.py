@@ -350,6 +350,31 @@ class AdapterTest(unittest.TestCase):
         self.assertEqual(s.db("SELECT cursor FROM adapter_cursors"), [(2,)])
         self.assertEqual(s.db("SELECT count(*) FROM outbox WHERE state != 'delivered'"), [(0,)])
 
+    def test_late_instances_rerun_the_study_and_the_new_sr_supersedes_the_first(self):
+        s = self.stack = Stack()
+        study, files = s.phantom(seed=16)
+        self.assertEqual(s.storescu(files).returncode, 0)
+        s.wait("the first ORU", lambda: [t for t, _ in s.received()].count("ORU^R01^ORU_R01") == 1, 90)
+        [first_sr] = s.wait("the first SR", lambda: s.pacs_sr(study), 30)
+        # Instances after completion (here: re-sent) re-open the study; it completes again as generation 2.
+        self.assertEqual(s.storescu(files[:3]).returncode, 0)
+        s.wait("the second ORU", lambda: [t for t, _ in s.received()].count("ORU^R01^ORU_R01") == 2, 90)
+        self.assertEqual(s.db("SELECT generation, state FROM jobs WHERE study_instance_uid = ? ORDER BY generation",
+                              study), [(1, "succeeded"), (2, "succeeded")])
+        srs = s.wait("the second SR", lambda: len(s.pacs_sr(study)) == 2 and s.pacs_sr(study), 30)
+        [second_sr] = [uid for uid in srs if uid != first_sr]
+        # The new SR names the one it replaces; the new ORU is a correction.
+        meta = get_json("%s/studies/%s/series/%s/metadata" % (
+            s.orthanc.dicomweb_url, study,
+            [i["0020000E"]["Value"][0] for i in get_json("%s/studies/%s/instances?Modality=SR" % (
+                s.orthanc.dicomweb_url, study)) if i["00080018"]["Value"][0] == second_sr][0]))
+        [second] = [m for m in meta if m["00080018"]["Value"][0] == second_sr]
+        predecessor = second["0040A360"]["Value"][0]["00081115"]["Value"][0]["00081199"]["Value"][0]
+        self.assertEqual(predecessor["00081155"]["Value"][0], first_sr)
+        import hl7
+        orus = [hl7.parse(m) for t, m in s.received() if t.startswith("ORU")]
+        self.assertEqual([str(o.segment("OBR")[25]) for o in orus], ["F", "C"])
+
     def test_bad_dicom_input_is_refused_and_the_adapter_keeps_serving(self):
         s = self.stack = Stack(allowed_callers=["CT_ER1"])
         study, files = s.phantom(seed=12)

@@ -131,6 +131,10 @@ TEST_CASE("FHIR: silent mode is preliminary, output is deterministic, bad UTF-8 
   CHECK(b["entry"][0]["resource"]["status"] == "preliminary");
   CHECK(b["entry"][2]["resource"]["status"] == "preliminary");
   CHECK(b["entry"][1]["resource"]["code"]["coding"][0]["system"] == "urn:aihub:scheme:99LOCAL");
+  r.mode = "integrated";
+  r.predecessor_sr_sop_instance_uid = "2.25.1";   // a re-run replacing an earlier result
+  b = json::parse(EncodeFhirBundle(r));
+  CHECK(b["entry"][0]["resource"]["status"] == "amended");
   r.findings.clear();
   b = json::parse(EncodeFhirBundle(r));
   REQUIRE(b["entry"].size() == 1);

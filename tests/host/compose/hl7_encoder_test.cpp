@@ -201,6 +201,22 @@ TEST_CASE("ORU escapes hostile text and keeps it intact") {
   CHECK(m["PID5"][1] == "Ann~Marie&Co");
 }
 
+TEST_CASE("a re-run's ORU is a correction (C), a shadow result preliminary (P), else final (F)") {
+  Result r = testing::MakeHeadCtResult();
+  auto obr25 = [](const std::string& oru) {
+    const size_t obr = oru.find("\rOBR|");
+    std::string fields = oru.substr(obr + 1, oru.find('\r', obr + 1) - obr - 1);
+    for (int i = 0; i < 25; ++i) fields = fields.substr(fields.find('|') + 1);
+    return fields.substr(0, fields.find('|'));
+  };
+  CHECK(obr25(EncodeOru(r)) == "F");
+  r.predecessor_sr_sop_instance_uid = "2.25.1";
+  CHECK(obr25(EncodeOru(r)) == "C");
+  CHECK(EncodeOru(r).find("|C|") != std::string::npos);
+  r.mode = "silent";
+  CHECK(obr25(EncodeOru(r)) == "P");
+}
+
 TEST_CASE("ORU is deterministic and its control id follows the job") {
   Result r = testing::MakeHeadCtResult();
   CHECK(EncodeOru(r) == EncodeOru(r));

@@ -92,6 +92,8 @@ TEST_CASE("JSON round trip keeps every field") {
   r.findings[0].confidence = 0.1 + 0.2;  // not exactly representable in short decimal
   r.sr_series_number = 4242;
   r.sr_instance_number = 7;
+  r.predecessor_sr_series_instance_uid = "2.25.11";
+  r.predecessor_sr_sop_instance_uid = "2.25.12";
   StatusOr<Result> back = ResultFromJson(ToJson(r));
   REQUIRE_MESSAGE(back.ok(), back.status().ToString());
   CheckSame(*back, r);
@@ -100,6 +102,8 @@ TEST_CASE("JSON round trip keeps every field") {
   REQUIRE(from_text.ok());
   CheckSame(*from_text, r);
   CHECK(ToJson(*from_text) == ToJson(r));
+  CHECK(back->predecessor_sr_sop_instance_uid == "2.25.12");
+  CHECK(back->predecessor_sr_series_instance_uid == "2.25.11");
   // A changed field is noticed (the comparison can fail).
   Result other = r;
   other.findings[0].regions[0].points[3] += 1;

@@ -150,6 +150,39 @@ TEST_CASE("SR is byte-identical for the same result and changes with the job key
   CHECK(c->find(r.sr_sop_instance_uid) != std::string::npos);
 }
 
+TEST_CASE("a re-run's SR names the SR it replaces in Predecessor Documents and still validates") {
+  Result earlier = MakeHeadCtResult();
+  Result r = earlier;
+  r.job_key += "/g2";
+  AssignIdentifiers(r);
+  r.predecessor_sr_series_instance_uid = earlier.sr_series_instance_uid;
+  r.predecessor_sr_sop_instance_uid = earlier.sr_sop_instance_uid;
+  StatusOr<std::string> sr = EncodeSr(r);
+  REQUIRE_MESSAGE(sr.ok(), sr.status().ToString());
+  fs::path dir = testing::TempDir("sr");
+  fs::path file = WriteFile(dir, "rerun.dcm", *sr);
+  CHECK(DciodvfyErrors(file) == "");
+  DcmFileFormat ff;
+  REQUIRE(ff.loadFile(file.c_str()).good());
+  DSRDocument doc;
+  REQUIRE(doc.read(*ff.getDataset()).good());
+  DSRSOPInstanceReferenceList& predecessors = doc.getPredecessorDocuments();
+  REQUIRE(predecessors.gotoFirstItem().good());
+  OFString value;
+  CHECK(std::string(predecessors.getSOPInstanceUID(value).c_str()) == earlier.sr_sop_instance_uid);
+  CHECK(std::string(predecessors.getSeriesInstanceUID(value).c_str()) == earlier.sr_series_instance_uid);
+  CHECK(predecessors.gotoNextItem().bad());
+  // A first run has none.
+  StatusOr<std::string> first = EncodeSr(earlier);
+  REQUIRE(first.ok());
+  DcmFileFormat ff1;
+  REQUIRE(ff1.loadFile(WriteFile(dir, "first.dcm", *first).c_str()).good());
+  DSRDocument doc1;
+  REQUIRE(doc1.read(*ff1.getDataset()).good());
+  CHECK(doc1.getPredecessorDocuments().isEmpty());
+  fs::remove_all(dir);
+}
+
 TEST_CASE("SR without findings validates") {
   Result r = MakeHeadCtResult();
   r.findings.clear();
