@@ -145,6 +145,7 @@ grpc::Status PacsAdapterService::SendAlert(grpc::ServerContext*, const v1::SendA
 grpc::Status PacsAdapterService::Describe(grpc::ServerContext*, const v1::DescribeRequest*, v1::AdapterInfo* reply) {
   reply->set_implementation("aihub-adapter");
   reply->set_version(version_);
+  reply->set_event_log_id(spool_.event_log_id());
   for (const v1::LinkState& link : links_.Links()) *reply->add_links() = link;
   auto cursor = spool_.LastCursor();
   if (cursor.ok()) reply->set_last_cursor(*cursor);

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <random>
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -30,6 +31,9 @@ int64_t NowUnixMs() {
 namespace {
 
 constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS instances (
   sop_uid TEXT PRIMARY KEY,
   study_uid TEXT NOT NULL,
@@ -105,6 +109,7 @@ class Spool::Impl {
   std::unique_ptr<Db> db;
   std::mutex mu;
   std::atomic<uint64_t> incoming_counter{0};
+  std::string event_log_id;
 };
 
 Spool::Spool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -126,10 +131,25 @@ StatusOr<std::unique_ptr<Spool>> Spool::Open(const fs::path& dir) {
   sqlite3_busy_timeout(impl->db->handle(), 10000);
   RETURN_IF_ERROR(impl->db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
   RETURN_IF_ERROR(impl->db->Exec(kSchema));
+  {
+    // Made once, when the spool is created; kept for its life.
+    ASSIGN_OR_RETURN(s, impl->db->Prepare("INSERT OR IGNORE INTO meta(key, value) VALUES ('event_log_id', ?1)"));
+    RETURN_IF_ERROR(s.Bind(1, Sha256Hex(std::to_string(NowUnixMs()) + fs::absolute(dir).string() +
+                                        std::to_string(::getpid()) + std::to_string(std::random_device()()))
+                                  .substr(0, 16))
+                        .Run());
+  }
+  {
+    ASSIGN_OR_RETURN(s, impl->db->Prepare("SELECT value FROM meta WHERE key = 'event_log_id'"));
+    ASSIGN_OR_RETURN(row, s.Step());
+    if (!row) return Internal("spool without event_log_id");
+    impl->event_log_id = s.Text(0);
+  }
   return std::unique_ptr<Spool>(new Spool(std::move(impl)));
 }
 
 const fs::path& Spool::dir() const { return impl_->dir; }
+const std::string& Spool::event_log_id() const { return impl_->event_log_id; }
 
 fs::path Spool::IncomingPath() {
   return impl_->dir / "incoming" /

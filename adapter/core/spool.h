@@ -78,6 +78,8 @@ class Spool {
   ~Spool();
 
   const std::filesystem::path& dir() const;
+  // Random id of this spool's event log, made when the spool was created (see AdapterInfo.event_log_id).
+  const std::string& event_log_id() const;
   // A fresh temporary file path for a receiver to write an instance into (same file system as the spool).
   std::filesystem::path IncomingPath();
 

@@ -165,18 +165,27 @@ class AdapterSubscriber::Impl {
     }
   }
 
-  // Learns which links the adapter has on (best effort: on failure the watch below reports the problem).
+  // Learns which links the adapter has on, and whether its event log is still the one our cursor belongs to
+  // (best effort: on failure the watch below reports the problem).
   void Describe(v1::PacsAdapter::Stub& stub) {
-    if (!directory) return;
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     v1::AdapterInfo info;
     if (!stub.Describe(&context, v1::DescribeRequest(), &info).ok()) return;
-    std::set<std::string> on;
-    for (const v1::LinkState& link : info.links()) {
-      if (link.enabled()) on.insert(link.name());
+    if (directory) {
+      std::set<std::string> on;
+      for (const v1::LinkState& link : info.links()) {
+        if (link.enabled()) on.insert(link.name());
+      }
+      directory->SetLinks(endpoint, std::move(on));
     }
-    directory->SetLinks(endpoint, std::move(on));
+    if (!info.event_log_id().empty()) {
+      auto reset = host.store().NoteAdapterEventLog(endpoint, info.event_log_id());
+      if (reset.ok() && *reset) {
+        LogWarning("adapter", endpoint + ": its event log is new (id " + info.event_log_id() +
+                                  "; reinstalled or spool wiped): reading it from the start");
+      }
+    }
   }
 
   void Sleep(int ms) {

@@ -115,9 +115,10 @@ INSERT INTO meta(key, value) VALUES ('audit_head_mac', '');
 )sql"},
     {2, R"sql(
 CREATE TABLE adapter_cursors (
-  adapter    TEXT PRIMARY KEY,
-  cursor     INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL
+  adapter      TEXT PRIMARY KEY,
+  cursor       INTEGER NOT NULL,
+  event_log_id TEXT NOT NULL DEFAULT '',
+  updated_at   INTEGER NOT NULL
 );
 )sql"},
 };
@@ -1033,6 +1034,39 @@ StatusOr<uint64_t> JobStore::AdapterCursor(const std::string& adapter) const {
   s.Bind(1, adapter);
   ASSIGN_OR_RETURN(row, s.Step());
   return row ? static_cast<uint64_t>(s.Int(0)) : uint64_t{0};
+}
+
+StatusOr<bool> JobStore::NoteAdapterEventLog(const std::string& adapter, const std::string& event_log_id) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Db& db = *impl_->db;
+  Transaction txn(db);
+  RETURN_IF_ERROR(txn.Begin());
+  std::string known;
+  int64_t cursor = 0;
+  {
+    ASSIGN_OR_RETURN(s, db.Prepare("SELECT event_log_id, cursor FROM adapter_cursors WHERE adapter = ?1"));
+    s.Bind(1, adapter);
+    ASSIGN_OR_RETURN(row, s.Step());
+    if (row) {
+      known = s.Text(0);
+      cursor = s.Int(1);
+    }
+  }
+  if (known == event_log_id) return false;
+  const bool reset = !known.empty();   // "" = first contact, or a cursor recorded before ids were known
+  {
+    ASSIGN_OR_RETURN(s, db.Prepare("INSERT INTO adapter_cursors(adapter, cursor, event_log_id, updated_at) "
+                                   "VALUES (?1, 0, ?2, ?3) ON CONFLICT(adapter) DO UPDATE SET "
+                                   "event_log_id = excluded.event_log_id, updated_at = excluded.updated_at, "
+                                   "cursor = CASE WHEN ?4 THEN 0 ELSE cursor END"));
+    RETURN_IF_ERROR(s.Bind(1, adapter).Bind(2, event_log_id).Bind(3, impl_->NowMs()).Bind(4, int64_t{reset}).Run());
+  }
+  if (reset) {
+    const json detail = {{"previous_event_log_id", known}, {"event_log_id", event_log_id}, {"previous_cursor", cursor}};
+    RETURN_IF_ERROR(impl_->AppendAudit(kActor, "adapter.event_log_changed", adapter, DumpJson(detail)));
+  }
+  RETURN_IF_ERROR(txn.Commit());
+  return reset;
 }
 
 Status JobStore::SetAdapterCursor(const std::string& adapter, uint64_t cursor) {

@@ -231,6 +231,10 @@ class JobStore {
   // none). SetAdapterCursor never moves a cursor back.
   StatusOr<uint64_t> AdapterCursor(const std::string& adapter) const;
   Status SetAdapterCursor(const std::string& adapter, uint64_t cursor);
+  // Records the id of the adapter's event log (AdapterInfo.event_log_id). When it differs from the one recorded
+  // before (a reinstalled adapter, a wiped spool: its cursors start again at 1), the cursor goes back to 0,
+  // audited "adapter.event_log_changed", and true is returned. First contact records the id and keeps the cursor.
+  StatusOr<bool> NoteAdapterEventLog(const std::string& adapter, const std::string& event_log_id);
 
   // Audit log: appended in its own transaction (or inside the caller's operation where noted above).
   Status Audit(const std::string& actor, const std::string& action, const std::string& subject,

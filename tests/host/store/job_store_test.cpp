@@ -618,6 +618,21 @@ TEST_CASE("adapter cursors start at 0, persist, and never move back") {
   CHECK(*store->AdapterCursor("[::1]:50053") == 2);
 }
 
+TEST_CASE("a new adapter event log id resets its cursor to 0, audited; the same id keeps it") {
+  TempDir dir;
+  auto store = MustOpen(dir.db());
+  REQUIRE(store->SetAdapterCursor("a:1", 9).ok());
+  CHECK_FALSE(*store->NoteAdapterEventLog("a:1", "log-one"));   // first id seen: the cursor stays
+  CHECK(*store->AdapterCursor("a:1") == 9);
+  CHECK_FALSE(*store->NoteAdapterEventLog("a:1", "log-one"));
+  CHECK(*store->AdapterCursor("a:1") == 9);
+  CHECK(*store->NoteAdapterEventLog("a:1", "log-two"));          // the adapter's log was replaced
+  CHECK(*store->AdapterCursor("a:1") == 0);
+  CHECK(CountOf(AuditActions(*store), "adapter.event_log_changed") == 1);
+  CHECK_FALSE(*store->NoteAdapterEventLog("b:2", "log-three"));   // an adapter never seen before
+  CHECK(*store->AdapterCursor("b:2") == 0);
+}
+
 TEST_CASE("a version 1 database migrates to version 2 and keeps its data") {
   TempDir dir;
   const auto db = dir.db();
