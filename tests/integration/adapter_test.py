@@ -51,10 +51,12 @@ class Stack:
     """Orthanc + MLLP peer + aihub-adapter + aihubd serve in one temp folder, configured by one site config."""
 
     def __init__(self, modes="{emergency: integrated, default: silent}", stable_seconds=1.0, allowed_callers=None,
-                 departments=None, count_from_qido=False):
+                 departments=None, count_from_qido=False, fhir_fail_first=None):
         self.root = tempfile.mkdtemp(prefix="aihub-adapter-test-")
         self.grpc_port, self.dicom_port = free_port(), free_port()
         self.hl7_in, self.hl7_out = free_port(), free_port()
+        self.fhir_port = free_port() if fhir_fail_first is not None else None
+        self.fhir_fail_first = fhir_fail_first
         self.orthanc = Orthanc(os.path.join(self.root, "orthanc"))
         self.orthanc.start()
         self.oru_path = os.path.join(self.root, "received.hl7")
@@ -76,21 +78,28 @@ adapter:
           expected_count_from_qido: %(count)s}
   dicomweb: {url: "%(dicomweb)s"}
   hl7: {listen: 127.0.0.1:%(hl7in)d, send_to: 127.0.0.1:%(hl7out)d}
+  fhir: {url: "%(fhir)s"}
 departments:
 %(departments)splugins:
   - id: hyperdensity
     modes: %(modes)s
 """ % dict(grpc=self.grpc_port, dicom=self.dicom_port, stable=stable_seconds, callers=callers,
            count="true" if count_from_qido else "false",
+           fhir="http://127.0.0.1:%d/fhir" % self.fhir_port if self.fhir_port else "",
            dicomweb=self.orthanc.dicomweb_url, hl7in=self.hl7_in, hl7out=self.hl7_out, departments=departments,
            modes=modes))
         self.start("peer")
+        if self.fhir_port:
+            self.start("fhir")
         self.start("adapter")
         self.start("hub")
 
     def start(self, name):
         if name == "peer":
             args = ["/usr/bin/python3", MLLP_PEER, "--port", str(self.hl7_out), "--out", self.oru_path]
+        elif name == "fhir":
+            args = ["/usr/bin/python3", os.path.join(SOURCE, "tests", "support", "fhir_peer.py"), "--port",
+                    str(self.fhir_port), "--fail-first", str(self.fhir_fail_first)]
         elif name == "adapter":
             args = [ADAPTER, "--config", self.config]
         else:
@@ -101,6 +110,8 @@ departments:
             wait_until("the adapter's DICOM port", lambda: self._port_open(self.dicom_port), 30)
         if name == "peer":
             wait_until("the MLLP peer", lambda: self._port_open(self.hl7_out), 30)
+        if name == "fhir":
+            wait_until("the FHIR peer", lambda: self._port_open(self.fhir_port), 30)
 
     def wait(self, what, predicate, timeout=60.0):
         """wait_until, failing at once (with the log) when a process of the stack exited."""
@@ -374,6 +385,24 @@ class AdapterTest(unittest.TestCase):
         import hl7
         orus = [hl7.parse(m) for t, m in s.received() if t.startswith("ORU")]
         self.assertEqual([str(o.segment("OBR")[25]) for o in orus], ["F", "C"])
+
+    def test_fhir_observations_posted_once_through_a_server_outage(self):
+        # The FHIR server answers 503 twice; the Bundle waits in the outbox, then its conditional creates make
+        # one Observation per finding and one DiagnosticReport.
+        s = self.stack = Stack(fhir_fail_first=2)
+        study, files = s.phantom(seed=17)
+        self.assertEqual(s.storescu(files).returncode, 0)
+        s.wait("the FHIR delivery", lambda: s.db("SELECT state FROM outbox WHERE kind = 'adapter.fhir'")
+               == [("delivered",)], 60)
+        failed = s.db("SELECT count(*) FROM audit a JOIN outbox o ON a.subject = o.idempotency_key "
+                      "WHERE o.kind = 'adapter.fhir' AND a.action = 'outbox.failed'")
+        self.assertEqual(failed, [(2,)], s.db("SELECT action, subject FROM audit WHERE action LIKE 'outbox.%'"))
+        created = get_json("http://127.0.0.1:%d/fhir/_resources" % s.fhir_port)
+        types = sorted(r["resourceType"] for r in created)
+        self.assertIn("DiagnosticReport", types)
+        self.assertGreaterEqual(types.count("Observation"), 1)
+        self.assertEqual(len(created), len({r["ifNoneExist"] for r in created}))
+        self.assertIn("FHIR transaction: Observation/", s.log("adapter"))
 
     def test_bad_dicom_input_is_refused_and_the_adapter_keeps_serving(self):
         s = self.stack = Stack(allowed_callers=["CT_ER1"])
