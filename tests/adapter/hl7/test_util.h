@@ -15,6 +15,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+
+#include "../../support/run_command.h"
 #include <vector>
 
 namespace aihub::hl7::testing {
@@ -27,17 +29,7 @@ inline std::filesystem::path TempDir() {
   return dir;
 }
 
-// stdout and stderr of a shell command; exit status into *status.
-inline std::string Run(const std::string& command, int* status) {
-  std::string out;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return "popen failed";
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  *status = ::pclose(pipe);
-  return out;
-}
+using test_support::Run;
 
 // Runs a python3-hl7 script (Debian's /usr/bin/python3) with `args`; its stdout must be one JSON document.
 inline nlohmann::json RunPython(const std::string& script, const std::vector<std::string>& args) {

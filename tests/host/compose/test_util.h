@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include "../../support/run_command.h"
+
 namespace aihub::compose::testing {
 
 inline std::filesystem::path TempDir(const std::string& tag) {
@@ -27,17 +29,6 @@ inline std::filesystem::path WriteFile(const std::filesystem::path& dir, const s
   return p;
 }
 
-// stdout and stderr of a shell command; exit status into *status when given.
-inline std::string Run(const std::string& command, int* status = nullptr) {
-  std::string out;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return "popen failed";
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  int rc = ::pclose(pipe);
-  if (status != nullptr) *status = rc;
-  return out;
-}
+using test_support::Run;
 
 }  // namespace aihub::compose::testing
