@@ -59,6 +59,31 @@ hl7::OutboundOptions Outbound(const config::AdapterHl7Settings& hl7) {
   return o;
 }
 
+// The message with MSH-3..6 (sending / receiving application and facility) set from this adapter's HL7 config,
+// where configured: the host composes results without knowing the site's HL7 addressing. Assumes the default
+// field separator, which the host's composer uses.
+std::string WithEnvelope(const std::string& message, const hl7::OutboundOptions& o) {
+  const size_t end = message.find('\r');
+  std::string msh = message.substr(0, end);
+  std::vector<std::string> fields;
+  for (size_t start = 0;;) {
+    const size_t bar = msh.find('|', start);
+    fields.push_back(msh.substr(start, bar == std::string::npos ? std::string::npos : bar - start));
+    if (bar == std::string::npos) break;
+    start = bar + 1;
+  }
+  if (fields.size() < 6 || fields[0] != "MSH") return message;
+  // fields[k] is MSH-(k+1) for k >= 1 (MSH-1 is the separator itself, between fields[0] and fields[1]).
+  const std::string* values[] = {&o.sending_application, &o.sending_facility, &o.receiving_application,
+                                 &o.receiving_facility};
+  for (int k = 0; k < 4; ++k) {
+    if (!values[k]->empty()) fields[2 + k] = hl7::Escape(*values[k]);
+  }
+  std::string out = fields[0];
+  for (size_t k = 1; k < fields.size(); ++k) out += "|" + fields[k];
+  return out + (end == std::string::npos ? "" : message.substr(end));
+}
+
 // The links of the standard adapter. Each remembers its last error for Describe.
 class StandardLinks : public DeliveryLinks {
  public:
@@ -82,7 +107,7 @@ class StandardLinks : public DeliveryLinks {
     return "STOW-RS stored " + (result->stored.empty() ? std::string("1 instance") : result->stored.front());
   }
 
-  StatusOr<std::string> SendHl7(const std::string& message) override { return Send(message); }
+  StatusOr<std::string> SendHl7(const std::string& message) override { return Send(WithEnvelope(message, outbound_)); }
 
   StatusOr<std::string> PostFhir(const std::string& bundle_json) override {
     if (!fhir_) return Off("fhir");

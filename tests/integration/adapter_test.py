@@ -77,7 +77,8 @@ adapter:
   dicom: {ae_title: AIHUB, port: %(dicom)d, stable_seconds: %(stable)s, allowed_callers: %(callers)s,
           expected_count_from_qido: %(count)s}
   dicomweb: {url: "%(dicomweb)s"}
-  hl7: {listen: 127.0.0.1:%(hl7in)d, send_to: 127.0.0.1:%(hl7out)d}
+  hl7: {listen: 127.0.0.1:%(hl7in)d, send_to: 127.0.0.1:%(hl7out)d, receiving_application: RADRIS,
+        receiving_facility: GENHOSP}
   fhir: {url: "%(fhir)s"}
 departments:
 %(departments)splugins:
@@ -249,6 +250,10 @@ class AdapterTest(unittest.TestCase):
         self.assertIn("S^Stat", str(orm.segment("TQ1")))
         oru = hl7.parse(s.received()[2][1])
         self.assertTrue(any("52101004" in str(seg) for seg in oru.segments("OBX")))
+        # The adapter addresses every message it sends with the site's HL7 envelope.
+        for _, message in s.received():
+            msh = hl7.parse(message).segment("MSH")
+            self.assertEqual((str(msh[5]), str(msh[6])), ("RADRIS", "GENHOSP"), message)
         # Every delivery is recorded as delivered, and audited.
         states = s.db("SELECT kind, state FROM outbox ORDER BY id")
         self.assertEqual(states, [("adapter.priority", "delivered"), ("adapter.alert", "delivered"),
