@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string_view>
@@ -197,6 +198,8 @@ struct ParsedFile {
   bool top_position = false;              // ImagePositionPatient / ImageOrientationPatient at the top level
   bool top_orientation = false;
   bool distinct_frame_positions = true;  // false: frames of a multi-frame object share one position
+  uint32_t tiles_across = 0;             // TILED_FULL: tiles per row of the total pixel matrix (0: not tiled)
+  uint32_t tiles_down = 0;
   std::string transfer_syntax_problem;
   std::string unsupported_pixel_module;
 };
@@ -344,6 +347,17 @@ bool ParseFile(const fs::path& path, const ScanLimits& limits, DcmFileFormat& fi
   ApplyValueTransformation(ds, base);
   ApplyVoiLut(ds, base);
   base.has_position = top_position && top_orientation;
+  Sint32 temporal = 0;
+  if (ds->findAndGetSint32(DCM_TemporalPositionIdentifier, temporal).good()) base.temporal_position = temporal;
+  GetDoubles(ds, DCM_TriggerTime, &base.trigger_time, 1);
+  // TILED_FULL whole-slide images: frames are tiles in row-major order over the total pixel matrix.
+  Uint32 total_columns = 0, total_rows = 0;
+  if (GetString(ds, DCM_DimensionOrganizationType) == "TILED_FULL" &&
+      ds->findAndGetUint32(DCM_TotalPixelMatrixColumns, total_columns).good() &&
+      ds->findAndGetUint32(DCM_TotalPixelMatrixRows, total_rows).good() && total_columns > 0 && total_rows > 0) {
+    out.tiles_across = (total_columns + columns - 1) / columns;
+    out.tiles_down = (total_rows + rows - 1) / rows;
+  }
   out.base = base;
   out.top_position = top_position;
   out.top_orientation = top_orientation;
@@ -372,6 +386,13 @@ void ReadFunctionalGroups(DcmDataset* ds, ParsedFile& out) {
     ApplyPixelMeasures(FindMacro(per_frame, shared, DCM_PixelMeasuresSequence), g);
     ApplyValueTransformation(FindMacro(per_frame, shared, DCM_PixelValueTransformationSequence), g);
     ApplyVoiLut(FindMacro(per_frame, shared, DCM_FrameVOILUTSequence), g);
+    if (DcmItem* content = MacroItem(per_frame, DCM_FrameContentSequence)) {
+      Uint32 index = 0;
+      if (content->findAndGetUint32(DCM_TemporalPositionIndex, index).good()) g.temporal_position = index;
+    }
+    if (DcmItem* cardiac = FindMacro(per_frame, shared, DCM_CardiacSynchronizationSequence)) {
+      GetDoubles(cardiac, DCM_NominalCardiacTriggerDelayTime, &g.trigger_time, 1);
+    }
     g.has_position = has_position && has_orientation;
     if (MacroItem(per_frame, DCM_PlanePositionSequence) == nullptr) all_per_frame_positions = false;
     out.per_frame.push_back(g);
@@ -405,9 +426,9 @@ std::string FormatMm(double v) {
   return buf;
 }
 
-// Sorts a volume along its slice normal and checks that it is regular; returns the error, or "" when fine.
-std::string SortVolume(Series& series) {
-  std::vector<Frame>& frames = series.frames;
+// Sorts frames of one volume along its slice normal and checks that it is regular; returns the error, or ""
+// when fine, with the median gap in *spacing and the positions along the normal in *keys.
+std::string SortAlongNormal(std::vector<Frame>& frames, double* spacing, std::vector<double>* keys) {
   const FrameGeometry& first = frames.front().geometry;
   for (const Frame& f : frames) {
     if (f.geometry.rows != first.rows || f.geometry.columns != first.columns) {
@@ -452,9 +473,81 @@ std::string SortVolume(Series& series) {
              FormatMm(median) + " mm, tolerance 10%)";
     }
   }
-  series.spacing_between_slices = median;
+  *spacing = median;
+  keys->clear();
+  for (const Frame& f : frames) keys->push_back(key(f));
   return {};
 }
+
+// The frame's phase key: TemporalPositionIdentifier / Index when every frame has one, else TriggerTime when every
+// frame has one; nullopt for a single-phase series.
+std::optional<std::vector<double>> TemporalKeys(const std::vector<Frame>& frames) {
+  std::vector<double> by_position, by_trigger;
+  for (const Frame& f : frames) {
+    if (f.geometry.temporal_position > 0) by_position.push_back(f.geometry.temporal_position);
+    if (f.geometry.trigger_time >= 0) by_trigger.push_back(f.geometry.trigger_time);
+  }
+  const std::vector<double>* keys = by_position.size() == frames.size()  ? &by_position
+                                    : by_trigger.size() == frames.size() ? &by_trigger
+                                                                         : nullptr;
+  if (keys == nullptr) return std::nullopt;
+  if (std::all_of(keys->begin(), keys->end(), [&](double k) { return k == keys->front(); })) return std::nullopt;
+  return *keys;
+}
+
+// Sorts a volume (or each phase of a cine volume) along its normal; returns the error, or "" when fine.
+std::string SortVolume(Series& series) {
+  std::vector<double> keys;
+  std::string error = SortAlongNormal(series.frames, &series.spacing_between_slices, &keys);
+  // Only frames that share positions are phases: a gated CT has a trigger time per slice and is one volume.
+  if (error.rfind("inconsistent geometry: duplicate", 0) != 0) return error;
+  std::optional<std::vector<double>> temporal = TemporalKeys(series.frames);
+  if (!temporal) return error;
+  std::map<double, std::vector<Frame>> phases;
+  for (size_t i = 0; i < series.frames.size(); ++i) phases[(*temporal)[i]].push_back(series.frames[i]);
+  std::vector<Frame> sorted;
+  sorted.reserve(series.frames.size());
+  // Every phase has the same slices: a frame count off the most common one is a missing (or extra) frame.
+  std::map<size_t, int> counts;
+  for (const auto& [key, frames] : phases) ++counts[frames.size()];
+  const size_t slices = std::max_element(counts.begin(), counts.end(), [](const auto& a, const auto& b) {
+                          return a.second < b.second;
+                        })->first;
+  std::vector<double> first_keys;
+  double spacing = 0;
+  int32_t index = 0;
+  for (auto& [key, frames] : phases) {
+    ++index;
+    const std::string phase = "phase " + std::to_string(index) + " (temporal position " + FormatMm(key) + ")";
+    if (frames.size() != slices) {
+      return "inconsistent cine: " + phase + " has " + std::to_string(frames.size()) + " slices, the others " +
+             std::to_string(slices) + " (missing or extra frames)";
+    }
+    if (frames.size() < 2) return "inconsistent cine: " + phase + " has " + std::to_string(frames.size()) + " frame";
+    error = SortAlongNormal(frames, index == 1 ? &spacing : &series.spacing_between_slices, &keys);
+    if (!error.empty()) return error + " in " + phase;
+    if (index == 1) {
+      first_keys = keys;
+    } else {
+      for (size_t k = 0; k < keys.size(); ++k) {
+        if (std::fabs(keys[k] - first_keys[k]) > kSliceGapTolerance * spacing) {
+          return "inconsistent cine: slice " + std::to_string(k + 1) + " of " + phase + " is at " + FormatMm(keys[k]) +
+                 " mm, in phase 1 at " + FormatMm(first_keys[k]) + " mm";
+        }
+      }
+    }
+    for (Frame& f : frames) {
+      f.geometry.temporal_index = index;
+      sorted.push_back(std::move(f));
+    }
+  }
+  series.frames = std::move(sorted);
+  series.spacing_between_slices = spacing;
+  series.temporal_positions = static_cast<uint32_t>(phases.size());
+  return {};
+}
+
+
 
 Series BuildSeries(const std::string& uid, SeriesBuild& build) {
   std::vector<ParsedFile>& files = build.files;
@@ -479,6 +572,11 @@ Series BuildSeries(const std::string& uid, SeriesBuild& build) {
       frame.instance_index = index;
       frame.frame_number = i + 1;
       frame.geometry = f.per_frame.empty() ? f.base : f.per_frame[i];
+      if (f.tiles_across > 0) {
+        const uint32_t tile = i % (f.tiles_across * f.tiles_down);   // further focal planes / paths repeat the grid
+        frame.geometry.total_pixel_column = (tile % f.tiles_across) * frame.geometry.columns + 1;
+        frame.geometry.total_pixel_row = (tile / f.tiles_across) * frame.geometry.rows + 1;
+      }
       if (!frame.geometry.has_position) volume = false;
       series.frames.push_back(frame);
     }

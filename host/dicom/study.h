@@ -59,6 +59,15 @@ struct FrameGeometry {
   double rescale_intercept = 0;
   double window_center = 0;
   double window_width = 0;
+  // Time: cine and other multi-phase series. temporal_index is the 1-based phase after sorting (0 when the series
+  // has one phase); temporal_position / trigger_time are what the file said (0 / -1 when absent).
+  int32_t temporal_index = 0;
+  int32_t temporal_position = 0;     // TemporalPositionIdentifier, or per-frame TemporalPositionIndex
+  double trigger_time = -1;          // TriggerTime / NominalCardiacTriggerDelayTime, ms
+  // Whole-slide images (TILED_FULL): 1-based column and row of the frame's top-left pixel in the total pixel
+  // matrix, 0 when the image is not tiled.
+  uint32_t total_pixel_column = 0;
+  uint32_t total_pixel_row = 0;
 };
 
 struct Instance {
@@ -82,12 +91,17 @@ struct Frame {
 // multi-frame objects without per-frame PlanePositionSequence keep instance/frame order). A volume must have equal
 // Rows/Columns and orientation (1e-4 per direction cosine), distinct positions (>= 0.001 mm apart along the
 // normal) and gaps within 10% of the median gap; otherwise `error` says which rule broke.
+// A volume whose frames carry two or more distinct temporal positions (TemporalPositionIdentifier /
+// TemporalPositionIndex, else TriggerTime) is a multi-phase (cine) series: each phase must be a regular volume at
+// the same slice positions as the first (a missing phase frame or a shifted slice is an error naming the phase),
+// and the frames are sorted phase by phase, each phase along the normal.
 struct Series {
   std::string series_instance_uid;
   TagMap tags;                      // from the first instance (study-level tags included)
   std::vector<Instance> instances;  // ordered by InstanceNumber, then path
   std::vector<Frame> frames;        // sorted: along the slice normal for volumes, else instance/frame number
   double spacing_between_slices = 0; // from sorted positions; 0 when the series is not a regular volume
+  uint32_t temporal_positions = 0;  // phases of a multi-phase (cine) series, frames sorted phase by phase; 0 = one
   // Non-empty when the series cannot be processed (inconsistent geometry, unsupported transfer syntax, ...):
   // the reason. The rest of the study is still usable.
   std::string error;

@@ -23,6 +23,9 @@ static_assert(sizeof(void*) != 8 || kMinFindingSize == 72, "aihub_finding 1.0 la
 static_assert(sizeof(void*) != 8 || kMinMeasurementSize == 56, "aihub_measurement 1.0 layout changed");
 static_assert(sizeof(void*) != 8 || kMinRegionSize == 28, "aihub_region 1.0 layout changed");
 static_assert(sizeof(void*) != 8 || kMinGeometrySize == 188, "aihub_frame_geometry 1.0 layout changed");
+static_assert(sizeof(void*) != 8 || offsetof(aihub_frame_geometry, trigger_time) == 192,
+              "aihub_frame_geometry 1.1 fields must start after the 1.0 struct");
+static_assert(sizeof(void*) != 8 || sizeof(aihub_frame_geometry) == 216, "aihub_frame_geometry 1.1 layout changed");
 static_assert(sizeof(void*) != 8 || sizeof(aihub_code) == 24, "aihub_code is frozen");
 static_assert(sizeof(void*) != 8 || offsetof(aihub_host_api, plugin_directory) == 16 + 19 * 8,
               "aihub_host_api 1.0 layout changed");
@@ -171,6 +174,11 @@ int32_t FrameGeometry(aihub_job* job, uint32_t series_index, uint32_t frame_inde
   v.window_width = g.window_width;
   v.sop_instance_uid = s->instances[f.instance_index].sop_instance_uid.c_str();
   v.frame_number = f.frame_number;
+  v.trigger_time = g.trigger_time;
+  v.temporal_index = g.temporal_index;
+  v.temporal_positions = s->temporal_positions;
+  v.total_pixel_column = g.total_pixel_column;
+  v.total_pixel_row = g.total_pixel_row;
   std::memcpy(out, &v, std::min<size_t>(out->struct_size, sizeof v));
   return AIHUB_OK;
 }

@@ -47,7 +47,7 @@ extern "C" {
 #endif
 
 #define AIHUB_PLUGIN_API_VERSION_MAJOR 1
-#define AIHUB_PLUGIN_API_VERSION_MINOR 0
+#define AIHUB_PLUGIN_API_VERSION_MINOR 1
 
 #if defined(__GNUC__)
 #define AIHUB_PLUGIN_EXPORT __attribute__((visibility("default")))
@@ -189,6 +189,13 @@ typedef struct aihub_frame_geometry {
   double window_width;
   const char* sop_instance_uid; /* of the instance holding this frame (host-owned) */
   uint32_t frame_number;        /* 1-based frame number inside that instance */
+  /* Since 1.1 (a 1.0 host leaves struct_size at the 1.0 size: these were not filled). */
+  double trigger_time;          /* ms after the R wave (TriggerTime / NominalCardiacTriggerDelayTime); -1 unknown */
+  int32_t temporal_index;       /* cine and other multi-phase series: 1-based phase of this frame; 0 = one phase.
+                                   The frames of such a series are sorted phase by phase, each along the normal. */
+  uint32_t temporal_positions;  /* phases in the series; 0 = one */
+  uint32_t total_pixel_column;  /* whole-slide images (TILED_FULL): 1-based column and row of this frame's first */
+  uint32_t total_pixel_row;     /* pixel in the total pixel matrix; 0 when the image is not tiled */
 } aihub_frame_geometry;
 
 /* One finding. `code` says what was looked for (e.g. intracranial hemorrhage); `presence` whether it is there. */

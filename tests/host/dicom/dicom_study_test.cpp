@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 
 #include <doctest/doctest.h>
@@ -148,6 +149,137 @@ TEST_CASE("shuffled oblique slices sort along the normal") {
   // Rows along x, columns tilted 30 degrees from y towards z; the normal is (0, -sin30, cos30).
   const double c = std::cos(M_PI / 6), s = std::sin(M_PI / 6);
   CheckSortedVolume({1, 0, 0, 0, c, s}, {0, -s * 1.25, c * 1.25});
+}
+
+// A cine series: `slices` positions x `phases` phases, one file each, written in a scrambled order. `phase_tag`
+// picks how the phase is told (TemporalPositionIdentifier or TriggerTime).
+void WriteCine(const fs::path& dir, int slices, int phases, const DcmTagKey& phase_tag,
+               std::function<bool(int, int)> keep = nullptr, std::function<double(int, int)> z = nullptr) {
+  std::vector<std::pair<int, int>> order;
+  for (int slice = 0; slice < slices; ++slice) {
+    for (int phase = 0; phase < phases; ++phase) order.emplace_back(slice, phase);
+  }
+  std::shuffle(order.begin(), order.end(), std::mt19937(7));
+  for (const auto& [slice, phase] : order) {
+    if (keep && !keep(slice, phase)) continue;
+    SliceSpec spec;
+    spec.sop_class_uid = "1.2.840.10008.5.1.4.1.1.4";   // MR
+    spec.instance_number = slice * phases + phase + 1;
+    spec.sop_uid = "1.2.3.8." + std::to_string(slice) + "." + std::to_string(phase);
+    spec.position = std::array<double, 3>{0, 0, z ? z(slice, phase) : 8.0 * slice};
+    auto file = testing::MakeSlice(spec);
+    if (phase_tag == DCM_TriggerTime) {
+      file->getDataset()->putAndInsertString(DCM_TriggerTime, std::to_string(40 * phase).c_str());
+    } else {
+      file->getDataset()->putAndInsertString(phase_tag, std::to_string(phase + 1).c_str());
+    }
+    testing::WriteFile(*file, dir / (std::to_string(slice) + "_" + std::to_string(phase) + ".dcm"),
+                       EXS_LittleEndianExplicit);
+  }
+}
+
+TEST_CASE("a cine series sorts phase by phase, each along the normal, by temporal position or trigger time") {
+  for (const DcmTagKey& tag : {DCM_TemporalPositionIdentifier, DCM_TriggerTime}) {
+    CAPTURE(tag.toString().c_str());
+    TempDir dir;
+    WriteCine(dir.path(), 4, 5, tag);
+    auto result = ScanDirectory(dir.path());
+    REQUIRE(result.ok());
+    const Series& s = result->studies[0].series[0];
+    CHECK(s.error.empty());
+    CHECK(s.temporal_positions == 5);
+    CHECK(s.spacing_between_slices == doctest::Approx(8.0));
+    REQUIRE(s.frames.size() == 20);
+    for (int i = 0; i < 20; ++i) {
+      const int phase = i / 4, slice = i % 4;
+      CHECK(s.instances[s.frames[i].instance_index].sop_instance_uid ==
+            "1.2.3.8." + std::to_string(slice) + "." + std::to_string(phase));
+      CHECK(s.frames[i].geometry.temporal_index == phase + 1);
+    }
+  }
+}
+
+TEST_CASE("a cine series with a missing phase frame or a shifted slice is an error naming the phase") {
+  {
+    TempDir dir;
+    WriteCine(dir.path(), 4, 5, DCM_TemporalPositionIdentifier, [](int slice, int phase) {
+      return !(slice == 2 && phase == 3);
+    });
+    const auto scanned = ScanDirectory(dir.path());
+    REQUIRE(scanned.ok());
+    const Series& s = scanned->studies[0].series[0];
+    CHECK_MESSAGE(s.error.find("inconsistent cine: phase 4") != std::string::npos, s.error);
+    CHECK(s.error.find("missing or extra frames") != std::string::npos);
+    CHECK(s.temporal_positions == 0);
+  }
+  {
+    TempDir dir;
+    WriteCine(dir.path(), 4, 5, DCM_TemporalPositionIdentifier, nullptr,
+              [](int slice, int phase) { return 8.0 * slice + (slice == 3 && phase == 2 ? 3.0 : 0.0); });
+    const auto scanned = ScanDirectory(dir.path());
+    REQUIRE(scanned.ok());
+    const Series& s = scanned->studies[0].series[0];
+    CHECK_MESSAGE(s.error.find("phase 3") != std::string::npos, s.error);
+  }
+  {
+    // Shared positions without any phase information stay a duplicate-position error.
+    TempDir dir;
+    for (int i = 0; i < 3; ++i) {
+      SliceSpec spec;
+      spec.instance_number = i + 1;
+      spec.position = std::array<double, 3>{0, 0, 0};
+      WriteSlice(spec, dir / ("d" + std::to_string(i)));
+    }
+    const auto scanned = ScanDirectory(dir.path());
+    REQUIRE(scanned.ok());
+    const Series& s = scanned->studies[0].series[0];
+    CHECK(s.error.find("duplicate slice position") != std::string::npos);
+  }
+}
+
+TEST_CASE("a gated CT with a trigger time per slice is one volume, not phases") {
+  TempDir dir;
+  for (int i = 0; i < 5; ++i) {
+    SliceSpec spec;
+    spec.instance_number = i + 1;
+    spec.position = std::array<double, 3>{0, 0, 2.0 * i};
+    auto file = testing::MakeSlice(spec);
+    file->getDataset()->putAndInsertString(DCM_TriggerTime, std::to_string(100 * i).c_str());
+    testing::WriteFile(*file, dir / ("g" + std::to_string(i)), EXS_LittleEndianExplicit);
+  }
+  const auto scanned = ScanDirectory(dir.path());
+  REQUIRE(scanned.ok());
+  const Series& s = scanned->studies[0].series[0];
+  CHECK(s.error.empty());
+  CHECK(s.temporal_positions == 0);
+  CHECK(s.frames.size() == 5);
+  CHECK(s.frames[4].geometry.trigger_time == doctest::Approx(400));
+  CHECK(s.frames[4].geometry.temporal_index == 0);
+}
+
+TEST_CASE("TILED_FULL whole-slide frames know their place in the total pixel matrix") {
+  TempDir dir;
+  SliceSpec spec;
+  spec.sop_class_uid = "1.2.840.10008.5.1.4.1.1.77.1.6";   // VL Whole Slide Microscopy
+  spec.rows = 4;
+  spec.columns = 4;
+  spec.frames = 6;   // a 10 x 7 matrix in 4 x 4 tiles: 3 across, 2 down
+  auto file = testing::MakeSlice(spec);
+  DcmDataset* ds = file->getDataset();
+  ds->putAndInsertString(DCM_DimensionOrganizationType, "TILED_FULL");
+  ds->putAndInsertUint32(DCM_TotalPixelMatrixColumns, 10);
+  ds->putAndInsertUint32(DCM_TotalPixelMatrixRows, 7);
+  testing::WriteFile(*file, dir / "slide.dcm", EXS_LittleEndianExplicit);
+  const auto scanned = ScanDirectory(dir.path());
+  REQUIRE(scanned.ok());
+  const Series& s = scanned->studies[0].series[0];
+  CHECK(s.error.empty());
+  REQUIRE(s.frames.size() == 6);
+  const uint32_t expected[6][2] = {{1, 1}, {5, 1}, {9, 1}, {1, 5}, {5, 5}, {9, 5}};
+  for (int i = 0; i < 6; ++i) {
+    CHECK(s.frames[i].geometry.total_pixel_column == expected[i][0]);
+    CHECK(s.frames[i].geometry.total_pixel_row == expected[i][1]);
+  }
 }
 
 TEST_CASE("slices without positions sort by InstanceNumber") {

@@ -130,7 +130,7 @@ TEST_CASE("bad plugins are refused with a clear reason") {
   SUBCASE("ABI major mismatch") {
     auto p = LoadTest("abi_major2", cache);
     REQUIRE_FALSE(p.ok());
-    CHECK(p.status().message().find("plugin ABI 2.0 is not compatible with host ABI 1.0") != std::string::npos);
+    CHECK(p.status().message().find("plugin ABI 2.0 is not compatible with host ABI 1.1") != std::string::npos);
   }
   SUBCASE("missing entry point") {
     auto p = LoadTest("missing_execute", cache);
