@@ -234,7 +234,7 @@ TEST_CASE("chest X-ray invalid options are refused") {
   CHECK(GenerateChestXray(o).status().code() == AIHUB_INVALID_ARGUMENT);
 }
 
-TEST_CASE("chest X-ray CLI writes the image, truth and mask; bad options exit 2") {
+TEST_CASE("chest X-ray CLI writes the image, truth and mask, bad options exit 2") {
   TempDir dir("dx-cli");
   const std::string cli = aihub::testing::PhantomCli();
   const auto mask = dir.path() / "dx.u8";

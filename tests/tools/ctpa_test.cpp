@@ -219,7 +219,7 @@ TEST_CASE("CTPA invalid options are refused") {
   CHECK(saddle->truth.embolus.branch == PulmonaryBranch::kMain);
 }
 
-TEST_CASE("CTPA CLI writes the study, the truth and the label mask; bad options exit 2") {
+TEST_CASE("CTPA CLI writes the study, the truth and the label mask, bad options exit 2") {
   TempDir dir("ctpa-cli");
   const std::string cli = aihub::testing::PhantomCli();
   const auto mask = dir.path() / "mask.u8";

@@ -9,14 +9,19 @@
 //   aihub-phantom chest-xray --out DIR --seed N [--pneumothorax none|present] [--side left|right]
 //                 [--size-percent X] [--rows 2500] [--columns 2048] [--department ...] [--calling-ae ...]
 //                 [--institution ...] [--mask-out FILE]
+//   aihub-phantom cardiac-cine --out DIR --seed N [--slices 10] [--phases 20] [--size 256] [--ef 10..80]
+//                 [--missing-phase K] [--uneven-spacing] [--department CARDIOLOGY] [--calling-ae MR_CARD1]
+//                 [--institution ...] [--mask-out FILE]
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <set>
 #include <string>
 #include <string_view>
 
+#include "phantom/cardiac_cine.h"
 #include "phantom/chest_xray.h"
 #include "phantom/ctpa.h"
 #include "phantom/head_ct.h"
@@ -39,11 +44,17 @@ constexpr const char* kUsage =
     "       aihub-phantom chest-xray --out DIR --seed N [--pneumothorax none|present] [--side left|right]\n"
     "                     [--size-percent 1..50] [--rows 2500] [--columns 2048] [--department EMERGENCY]\n"
     "                     [--calling-ae DX_ER1] [--institution NAME] [--mask-out FILE]\n"
-    "Writes the study into DIR/<folder>/ (one file per CT slice, one DX image) and the ground truth into\n"
-    "DIR/<folder>/truth.json. --mask-out FILE writes the label mask as raw uint8, shape slices x rows x columns in\n"
-    "C order (numpy.fromfile(FILE, numpy.uint8).reshape(slices, rows, columns); slice k is instance k+1), and its\n"
-    "layout and label values to FILE.json. Labels: head-ct 1 blood; ctpa 1 embolus, 2 contrast-filled pulmonary\n"
-    "artery lumen; chest-xray 1 pneumothorax, 2 visceral pleural line.\n";
+    "       aihub-phantom cardiac-cine --out DIR --seed N [--slices 10] [--phases 20] [--size 256] [--ef 10..80]\n"
+    "                     [--missing-phase K] [--uneven-spacing] [--department CARDIOLOGY]\n"
+    "                     [--calling-ae MR_CARD1] [--institution NAME] [--mask-out FILE]\n"
+    "Writes the study into DIR/<folder>/ (one file per CT slice, one DX image, one MR file per cine slice and\n"
+    "phase) and the ground truth into DIR/<folder>/truth.json. --mask-out FILE writes the label mask as raw uint8,\n"
+    "shape slices x rows x columns in C order (numpy.fromfile(FILE, numpy.uint8).reshape(slices, rows, columns);\n"
+    "slice k is instance k+1; cardiac-cine: reshape(slices, phases, rows, columns)), and its layout and label\n"
+    "values to FILE.json. Labels: head-ct 1 blood; ctpa 1 embolus, 2 contrast-filled pulmonary artery lumen;\n"
+    "chest-xray 1 pneumothorax, 2 visceral pleural line; cardiac-cine 1 LV cavity, 2 LV myocardium, 3 RV cavity.\n"
+    "cardiac-cine --missing-phase K leaves out phase K of one mid slice, --uneven-spacing moves one mid slice by\n"
+    "half the spacing; truth.json lists them under \"defects\".\n";
 
 bool ParseUnsigned(const std::string& text, uint64_t max, uint64_t& out) {
   if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 20) return false;
@@ -75,7 +86,7 @@ int Error(const Status& status) {
 }
 
 // Flags every command shares; the rest go to `specific`, which returns "" when it took the flag, "unknown" when
-// the flag is not its own, or an error message.
+// the flag is not its own, or an error message. Flags in `switches` take no value (`specific` gets "").
 struct CommonFlags {
   std::string out_dir;
   std::string mask_out;
@@ -86,9 +97,14 @@ struct CommonFlags {
 };
 
 int ParseFlags(int argc, char** argv, CommonFlags& common,
-               const std::function<std::string(const std::string&, const std::string&)>& specific) {
+               const std::function<std::string(const std::string&, const std::string&)>& specific,
+               const std::set<std::string>& switches = {}) {
   for (int i = 2; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (switches.count(flag) != 0) {
+      if (const std::string error = specific(flag, ""); !error.empty()) return Fail(error);
+      continue;
+    }
     if (i + 1 >= argc) return Fail("missing value for " + flag);
     const std::string value = argv[++i];
     uint64_t number = 0;
@@ -283,6 +299,60 @@ int RunChestXray(int argc, char** argv) {
   return 0;
 }
 
+int RunCardiacCine(int argc, char** argv) {
+  CardiacCineOptions options;
+  CommonFlags common;
+  const int rc = ParseFlags(
+      argc, argv, common,
+      [&](const std::string& flag, const std::string& value) -> std::string {
+        uint64_t number = 0;
+        double real = 0;
+        if (flag == "--slices") {
+          if (!ParseUnsigned(value, 24, number) || number < 2) return "--slices needs an integer in 2..24";
+          options.slices = static_cast<uint32_t>(number);
+        } else if (flag == "--phases") {
+          if (!ParseUnsigned(value, 50, number) || number < 2) return "--phases needs an integer in 2..50";
+          options.phases = static_cast<uint32_t>(number);
+        } else if (flag == "--size") {
+          if (!ParseUnsigned(value, 512, number) || number < 64) return "--size needs an integer in 64..512";
+          options.size = static_cast<uint32_t>(number);
+        } else if (flag == "--ef") {
+          if (!ParseDouble(value, real) || real < 10 || real > 80) return "--ef needs a number in 10..80";
+          options.ef_percent = real;
+        } else if (flag == "--missing-phase") {
+          if (!ParseUnsigned(value, 49, number)) return "--missing-phase needs a phase number (0-based)";
+          options.missing_phase = static_cast<uint32_t>(number);
+        } else if (flag == "--uneven-spacing") {
+          options.uneven_spacing = true;
+        } else {
+          return "unknown";
+        }
+        return "";
+      },
+      {"--uneven-spacing"});
+  if (rc != 0) return rc;
+  ApplyCommon(common, options);
+  if (options.missing_phase && *options.missing_phase >= options.phases) {
+    return Fail("--missing-phase must be below --phases");
+  }
+
+  const aihub::StatusOr<CardiacCineStudy> study = GenerateCardiacCine(options);
+  if (!study.ok()) return Error(study.status());
+  const aihub::StatusOr<CardiacCineTruth> truth = WriteCardiacCineStudy(*study, common.out_dir);
+  if (!truth.ok()) return Error(truth.status());
+  if (!common.mask_out.empty()) {
+    if (Status s = WriteLabelMask(common.mask_out, study->label_mask, CardiacCineLabelMaskLayout(*study)); !s.ok()) {
+      return Error(s);
+    }
+  }
+  std::printf("%s/%s: %zu files (%u slices x %u phases), EDV %.1f mL, ESV %.1f mL, EF %.1f%%", common.out_dir.c_str(),
+              truth->folder.c_str(), truth->files.size(), truth->slices, truth->phases, truth->edv_ml, truth->esv_ml,
+              truth->ef_percent);
+  for (const CineDefect& d : truth->defects) std::printf(", %s (slice %u)", d.kind.c_str(), d.slice);
+  std::printf("\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -295,5 +365,6 @@ int main(int argc, char** argv) {
   if (command == "head-ct") return RunHeadCt(argc, argv);
   if (command == "ctpa") return RunCtpa(argc, argv);
   if (command == "chest-xray") return RunChestXray(argc, argv);
+  if (command == "cardiac-cine") return RunCardiacCine(argc, argv);
   return Fail("unknown command '" + command + "'");
 }

@@ -247,7 +247,7 @@ TEST_CASE("an instance with an invalid SOP Instance UID gets a failure status an
   CHECK(f.Stored().size() == 1);
 }
 
-TEST_CASE("an invalid Study Instance UID is refused; the association goes on with the next instance") {
+TEST_CASE("an invalid Study Instance UID is refused, the association goes on with the next instance") {
   Fixture f;
   testing::SliceSpec bad = Slice("../../etc", kSeriesA, 1);
   const fs::path bad_file = f.tmp / "bad.dcm";

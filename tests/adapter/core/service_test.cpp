@@ -129,7 +129,7 @@ grpc::Status Store(Fixture& f, const std::string& key, v1::DeliveryReply* reply,
   return f.stub->StoreDicom(&ctx, req, reply);
 }
 
-TEST_CASE("a delivery with the same idempotency key reaches the link once; the repeat is a duplicate") {
+TEST_CASE("a delivery with the same idempotency key reaches the link once, the repeat is a duplicate") {
   Fixture f;
   v1::DeliveryReply first, second, other;
   REQUIRE(Store(f, "sr:job-1", &first).ok());
@@ -253,7 +253,7 @@ TEST_CASE("bad delivery requests are INVALID_ARGUMENT and never reach a link") {
   CHECK(f.links.Calls("hl7") == 0);
 }
 
-TEST_CASE("WatchStudies streams the kept events in order, then live ones; a cursor resumes after it") {
+TEST_CASE("WatchStudies streams the kept events in order, then live ones, a cursor resumes after it") {
   Fixture f;
   const std::string s1 = "1.2.826.0.1.3680043.9.7777.41", s2 = "1.2.826.0.1.3680043.9.7777.42",
                     s3 = "1.2.826.0.1.3680043.9.7777.43";

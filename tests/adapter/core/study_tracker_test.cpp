@@ -209,7 +209,7 @@ TEST_CASE("an instance spooled while a completion event is being built is not cl
                 "the late series is in no event and the study is closed: it would never be announced");
 }
 
-TEST_CASE("CompleteNow completes with the given trigger and context; a study without instances is NOT_FOUND") {
+TEST_CASE("CompleteNow completes with the given trigger and context, a study without instances is NOT_FOUND") {
   Fixture f;
   StudyTracker tracker(*f.spool, 3600.0);
   AddSlice(*f.spool, Slice(kStudy, kSeriesA, 1), 1000);

@@ -216,7 +216,7 @@ TEST_SUITE("orthanc" * doctest::skip()) {
     CHECK(studies->front().number_of_instances == 1);
   }
 
-  TEST_CASE("STOW of bytes that are no DICOM fails; Orthanc answers 400 and still stores the good ones") {
+  TEST_CASE("STOW of bytes that are no DICOM fails, Orthanc answers 400 and still stores the good ones") {
     Client client(Options(OrthancUrl()));
     auto stored = client.Store({"this is not a DICOM file"});
     CHECK(stored.status().code() == AIHUB_INVALID_ARGUMENT);
@@ -327,7 +327,7 @@ TEST_SUITE("fault_peer" * doctest::skip()) {
     CHECK(parts == std::vector<std::string>{"first", "released"});
   }
 
-  TEST_CASE("calls of one Client reuse the connection; concurrent calls work") {
+  TEST_CASE("calls of one Client reuse the connection, concurrent calls work") {
     Client client(Options(FaultUrl() + "/whoami"));
     auto port = [&] {
       auto found = client.FindStudies({"1.2", ""});
@@ -362,7 +362,7 @@ TEST_SUITE("fault_peer" * doctest::skip()) {
     }
   }
 
-  TEST_CASE("bearer and basic authentication; without credentials: not authorized") {
+  TEST_CASE("bearer and basic authentication, without credentials: not authorized") {
     ClientOptions options = Options(FaultUrl() + "/auth");
     auto code = [&] { return Client(options).FindStudies({"1.2", ""}).status().code(); };
     CHECK(code() == AIHUB_FAILED_PRECONDITION);

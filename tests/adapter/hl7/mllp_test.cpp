@@ -163,7 +163,7 @@ TEST_CASE("HandleInbound answers AR/AE with ERR codes") {
   CHECK(ack(Msg("H5"), [](const Message&) { return Internal("disk"); }).first == "AE 207");
 }
 
-TEST_CASE("a garbage frame closes that connection only; one with an MSH gets an AR first") {
+TEST_CASE("a garbage frame closes that connection only, one with an MSH gets an AR first") {
   Inbox inbox;
   auto listener = MustStart(inbox.Handler());
   const int garbage = testing::Connect(listener->port());
@@ -194,7 +194,7 @@ TEST_CASE("a garbage frame closes that connection only; one with an MSH gets an 
   CHECK(sender.Send(Msg("after")).ok());
 }
 
-TEST_CASE("an oversize frame gets an AR and a close; memory stays bounded") {
+TEST_CASE("an oversize frame gets an AR and a close, memory stays bounded") {
   Inbox inbox;
   ListenerOptions options;
   options.max_message_bytes = 1024;

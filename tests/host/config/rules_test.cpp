@@ -201,7 +201,7 @@ TEST_CASE("not negates any operator, nested") {
   CHECK_FALSE(combined.Matches(FakeTags().Set(kModality, "MR")));
 }
 
-TEST_CASE("keys AND together; any ORs rules; context keys; tags by number") {
+TEST_CASE("keys AND together, any ORs rules, context keys, tags by number") {
   Rule r = Compile("Modality: CT\nBodyPartExamined: HEAD\n");
   CHECK(r.Matches(FakeTags().Set(kModality, "CT").Set(kBodyPartExamined, "HEAD")));
   CHECK_FALSE(r.Matches(FakeTags().Set(kModality, "CT").Set(kBodyPartExamined, "CHEST")));
@@ -228,7 +228,7 @@ TEST_CASE("keys AND together; any ORs rules; context keys; tags by number") {
   }
 }
 
-TEST_CASE("empty rules match everything; rules copy") {
+TEST_CASE("empty rules match everything, rules copy") {
   Rule empty = Compile("");
   CHECK(empty.empty());
   CHECK(empty.Matches(FakeTags()));
@@ -317,7 +317,7 @@ TEST_CASE("YAML syntax errors report line and column") {
 }  // namespace aihub::config
 
 namespace aihub::config {
-TEST_CASE("TagName is the inverse of ResolveTag for public tags; other tags print as (gggg,eeee)") {
+TEST_CASE("TagName is the inverse of ResolveTag for public tags, other tags print as (gggg,eeee)") {
   CHECK(TagName(0x00080060) == "Modality");
   CHECK(TagName(0x00081040) == "InstitutionalDepartmentName");
   CHECK(ResolveTag(TagName(0x0020000D)).value() == 0x0020000Du);

@@ -106,7 +106,7 @@ TEST_CASE("mode names round-trip") {
   CHECK_FALSE(ParseMode("").has_value());
 }
 
-TEST_CASE("defaults when keys are missing; paths resolve against the config's folder") {
+TEST_CASE("defaults when keys are missing, paths resolve against the config's folder") {
   SiteConfig c = Parse("");
   CHECK(c.state_dir == fs::path("/srv/aihub/var"));
   CHECK(c.plugin_dir == fs::path("/srv/aihub/build/plugins"));
@@ -169,7 +169,7 @@ adapter:
   CHECK(c.adapter.fhir.url == "http://fhir.example/r4");
 }
 
-TEST_CASE("adapter HTTP links read secrets from named environment variables; HL7 options") {
+TEST_CASE("adapter HTTP links read secrets from named environment variables, HL7 options") {
   SiteConfig c = Parse(R"(
 adapter:
   dicom: {max_associations: 4, expected_count_from_qido: true}

@@ -95,7 +95,7 @@ std::shared_ptr<const dicom::Study> WriteTwoSeriesStudy(const std::filesystem::p
 
 }  // namespace
 
-TEST_CASE("a series with inconsistent geometry is skipped and reported; the job runs on the others") {
+TEST_CASE("a series with inconsistent geometry is skipped and reported, the job runs on the others") {
   Rig rig("c-minimal", "c_minimal");
   const auto study = WriteTwoSeriesStudy(rig.root / "in");
   REQUIRE(study->series.size() == 2);
@@ -148,7 +148,7 @@ TEST_CASE("a job whose every series is unusable fails for good, naming each seri
   CHECK(job->error.find("no usable series") != std::string::npos);
 }
 
-TEST_CASE("a routed job keeps its plugin version across a swap; after a restart it is repinned and audited") {
+TEST_CASE("a routed job keeps its plugin version across a swap, after a restart it is repinned and audited") {
   Rig rig("fixed-work", "fixed_work_v1");
   const std::string plugin_file = (rig.root / "plugins" / "fixed_work_v1.so").string();
   auto study = std::make_shared<const dicom::Study>(TagOnlyStudy());

@@ -59,7 +59,7 @@ config::SiteConfig Config(const std::string& plugins_yaml) {
 
 }  // namespace
 
-TEST_CASE("default rules from the descriptor select the matching series; mode comes from the department") {
+TEST_CASE("default rules from the descriptor select the matching series, mode comes from the department") {
   TempDir cache("cache");
   auto fixed = Load("fixed_work_v1", cache);  // default rules {Modality: CT}
   const config::SiteConfig config =

@@ -112,7 +112,7 @@ TEST_CASE("hot reload: a broken new version leaves the old one serving") {
   CHECK(f.registry.Rescan().empty());  // the same broken file is not retried on every scan
 }
 
-TEST_CASE("duplicate plugin ids are refused; removing the file retires the plugin") {
+TEST_CASE("duplicate plugin ids are refused, removing the file retires the plugin") {
   Fixture f;
   Deploy(TestPlugin("fixed_work_v1"), f.dir / "a_fixed_work.so");
   Deploy(TestPlugin("fixed_work_v2"), f.dir / "b_fixed_work.so");

@@ -618,7 +618,7 @@ TEST_CASE("adapter cursors start at 0, persist, and never move back") {
   CHECK(*store->AdapterCursor("[::1]:50053") == 2);
 }
 
-TEST_CASE("a new adapter event log id resets its cursor to 0, audited; the same id keeps it") {
+TEST_CASE("a new adapter event log id resets its cursor to 0, audited, the same id keeps it") {
   TempDir dir;
   auto store = MustOpen(dir.db());
   REQUIRE(store->SetAdapterCursor("a:1", 9).ok());
