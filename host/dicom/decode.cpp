@@ -1,9 +1,14 @@
 // ReadFrame: decodes one frame on demand. Each call opens and parses the file itself (values above
 // kLazyLoadThreshold stay on disk), so concurrent calls share no DCMTK objects and memory stays at one frame.
+// Encapsulated multi-frame objects (whole-slide images) are the exception: their fragment positions are indexed
+// once per file and cached (see FragmentIndexFor), because DCMTK re-parses every fragment item on each load.
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <map>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -199,6 +204,8 @@ bool DecodeRleSegment(const uint8_t* in, uint64_t in_size, uint8_t* out, uint64_
   return o == size;
 }
 
+Status DecodeRleBytes(const uint8_t* data, uint64_t size, const PixelModule& pm, uint8_t* out, uint64_t out_size);
+
 // RLE Lossless (PS3.5 Annex G), decoded here rather than by DCMTK: DCMTK 3.6.7's RLE decoder can read out of
 // bounds on corrupt segments. Writes the frame in native little-endian layout, planar as PlanarConfiguration says.
 Status DecodeRleFrame(DcmPixelData* pixel_data, uint32_t frame_number, uint32_t frames, const PixelModule& pm,
@@ -240,6 +247,11 @@ Status DecodeRleFrame(DcmPixelData* pixel_data, uint32_t frame_number, uint32_t 
     data = joined.data();
     size = joined.size();
   }
+  return DecodeRleBytes(data, size, pm, out, out_size);
+}
+
+// One RLE frame from its bytes (header and segments).
+Status DecodeRleBytes(const uint8_t* data, uint64_t size, const PixelModule& pm, uint8_t* out, uint64_t out_size) {
   if (data == nullptr || size < 64) return DataLoss("RLE header missing");
   auto read32 = [data](uint64_t at) {
     return uint32_t{data[at]} | uint32_t{data[at + 1]} << 8 | uint32_t{data[at + 2]} << 16 |
@@ -276,6 +288,258 @@ Status DecodeRleFrame(DcmPixelData* pixel_data, uint32_t frame_number, uint32_t 
   return Status::Ok();
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Encapsulated multi-frame objects (whole-slide images: tens of thousands of fragments). DCMTK parses every
+// fragment item header each time a file is loaded, which makes reading all N frames O(N^2). Instead the fragment
+// positions and the pixel module are found once per file (own walk over the top-level elements, explicit VR
+// little endian as every encapsulated transfer syntax is) and kept in a small cache keyed by path, size and
+// modification time; a frame is then one read of its fragment(s).
+
+struct FragmentIndex {
+  PixelModule pm;
+  E_TransferSyntax xfer = EXS_Unknown;
+  std::vector<uint32_t> offset_table;                  // Basic Offset Table (may be empty)
+  std::vector<std::pair<uint64_t, uint32_t>> fragments;  // file offset and length of each fragment's bytes
+  uint64_t first_fragment_item = 0;                    // file offset of the first fragment's item tag
+};
+
+class FileReader {
+ public:
+  explicit FileReader(const std::filesystem::path& path) : f_(std::fopen(path.c_str(), "rb")) {}
+  ~FileReader() {
+    if (f_ != nullptr) std::fclose(f_);
+  }
+  bool ok() const { return f_ != nullptr; }
+  bool Read(void* out, size_t n) { return std::fread(out, 1, n, f_) == n; }
+  bool Skip(uint64_t n) { return fseeko(f_, static_cast<off_t>(n), SEEK_CUR) == 0; }
+  bool Seek(uint64_t at) { return fseeko(f_, static_cast<off_t>(at), SEEK_SET) == 0; }
+  uint64_t Tell() { return static_cast<uint64_t>(ftello(f_)); }
+  bool Tag(uint16_t* group, uint16_t* element) {
+    uint8_t b[4];
+    if (!Read(b, 4)) return false;
+    *group = static_cast<uint16_t>(b[0] | b[1] << 8);
+    *element = static_cast<uint16_t>(b[2] | b[3] << 8);
+    return true;
+  }
+  bool U32(uint32_t* v) {
+    uint8_t b[4];
+    if (!Read(b, 4)) return false;
+    *v = uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 | uint32_t{b[3]} << 24;
+    return true;
+  }
+
+ private:
+  FILE* f_;
+};
+
+constexpr uint32_t kUndefinedLength = 0xFFFFFFFFu;
+
+// Reads one explicit-VR-LE element header after its tag: the value length (kUndefinedLength for undefined).
+bool ElementLength(FileReader& in, uint32_t* length) {
+  char vr[2];
+  if (!in.Read(vr, 2)) return false;
+  static const char* const kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+  for (const char* l : kLong) {
+    if (vr[0] == l[0] && vr[1] == l[1]) return in.Skip(2) && in.U32(length);
+  }
+  uint8_t b[2];
+  if (!in.Read(b, 2)) return false;
+  *length = uint32_t{b[0]} | uint32_t{b[1]} << 8;
+  return true;
+}
+
+bool SkipUndefinedSequence(FileReader& in, int depth);
+
+// Skips the elements of an item of undefined length, up to and including its Item Delimitation.
+bool SkipUndefinedItem(FileReader& in, int depth) {
+  for (;;) {
+    uint16_t group = 0, element = 0;
+    if (!in.Tag(&group, &element)) return false;
+    if (group == 0xFFFE) {
+      uint32_t ignored = 0;
+      return element == 0xE00D && in.U32(&ignored);
+    }
+    uint32_t length = 0;
+    if (!ElementLength(in, &length)) return false;
+    if (length == kUndefinedLength ? !SkipUndefinedSequence(in, depth + 1) : !in.Skip(length)) return false;
+  }
+}
+
+// Skips the items of a sequence of undefined length, up to and including its Sequence Delimitation.
+bool SkipUndefinedSequence(FileReader& in, int depth) {
+  if (depth > 16) return false;   // nesting this deep is not a real data set
+  for (;;) {
+    uint16_t group = 0, element = 0;
+    uint32_t length = 0;
+    if (!in.Tag(&group, &element) || !in.U32(&length) || group != 0xFFFE) return false;
+    if (element == 0xE0DD) return true;
+    if (element != 0xE000) return false;
+    if (length == kUndefinedLength ? !SkipUndefinedItem(in, depth) : !in.Skip(length)) return false;
+  }
+}
+
+StatusOr<std::shared_ptr<const FragmentIndex>> BuildFragmentIndex(const std::filesystem::path& path) {
+  auto index = std::make_shared<FragmentIndex>();
+  {
+    DcmFileFormat file;
+    if (OFCondition c = internal::LoadHeader(path, file); c.bad()) {
+      return DataLoss("cannot read " + path.string() + ": " + c.text());
+    }
+    if (Status st = ReadPixelModule(file.getDataset(), index->pm); !st.ok()) return st;
+    index->xfer = file.getDataset()->getOriginalXfer();
+  }
+  FileReader in(path);
+  char magic[4];
+  if (!in.ok() || !in.Seek(128) || !in.Read(magic, 4) || std::memcmp(magic, "DICM", 4) != 0) {
+    return DataLoss(path.string() + ": no DICOM preamble");
+  }
+  for (;;) {
+    uint16_t group = 0, element = 0;
+    uint32_t length = 0;
+    if (!in.Tag(&group, &element) || !ElementLength(in, &length)) {
+      return DataLoss(path.string() + ": data set ends before PixelData");
+    }
+    if (group == 0x7FE0 && element == 0x0010) {
+      if (length != kUndefinedLength) return DataLoss(path.string() + ": PixelData is not encapsulated");
+      bool first = true;
+      for (;;) {
+        uint16_t item_group = 0, item_element = 0;
+        uint32_t item_length = 0;
+        const uint64_t item_at = in.Tell();
+        if (!in.Tag(&item_group, &item_element) || !in.U32(&item_length) || item_group != 0xFFFE) {
+          return DataLoss(path.string() + ": fragment items cut short");
+        }
+        if (item_element == 0xE0DD) break;
+        if (item_element != 0xE000 || item_length == kUndefinedLength) {
+          return DataLoss(path.string() + ": corrupt fragment item");
+        }
+        if (first) {
+          first = false;
+          for (uint32_t k = 0; k + 4 <= item_length; k += 4) {
+            uint32_t v = 0;
+            if (!in.U32(&v)) return DataLoss(path.string() + ": offset table cut short");
+            index->offset_table.push_back(v);
+          }
+          if (!in.Skip(item_length % 4)) return DataLoss(path.string() + ": offset table cut short");
+          continue;
+        }
+        if (index->fragments.empty()) index->first_fragment_item = item_at;
+        index->fragments.emplace_back(in.Tell(), item_length);
+        if (!in.Skip(item_length)) return DataLoss(path.string() + ": fragment cut short");
+      }
+      return std::shared_ptr<const FragmentIndex>(std::move(index));
+    }
+    if (length == kUndefinedLength ? !SkipUndefinedSequence(in, 0) : !in.Skip(length)) {
+      return DataLoss(path.string() + ": cannot walk the data set");
+    }
+  }
+}
+
+// The cached index of a file, rebuilt when its size or modification time changed.
+StatusOr<std::shared_ptr<const FragmentIndex>> FragmentIndexFor(const std::filesystem::path& path) {
+  struct Entry {
+    uint64_t size = 0;
+    std::filesystem::file_time_type mtime;
+    std::shared_ptr<const FragmentIndex> index;
+    uint64_t used = 0;
+  };
+  static std::mutex mu;
+  static std::map<std::string, Entry> cache;
+  static uint64_t clock = 0;
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  const auto mtime = std::filesystem::last_write_time(path, ec);
+  if (ec) return DataLoss("cannot stat " + path.string() + ": " + ec.message());
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(path.string());
+    if (it != cache.end() && it->second.size == size && it->second.mtime == mtime) {
+      it->second.used = ++clock;
+      return it->second.index;
+    }
+  }
+  auto built = BuildFragmentIndex(path);
+  if (!built.ok()) return built.status();
+  std::lock_guard<std::mutex> lock(mu);
+  constexpr size_t kMaxFiles = 32;   // a few open slides; one index is ~16 bytes per fragment
+  if (cache.size() >= kMaxFiles) {
+    auto oldest = std::min_element(cache.begin(), cache.end(),
+                                   [](const auto& a, const auto& b) { return a.second.used < b.second.used; });
+    cache.erase(oldest);
+  }
+  cache[path.string()] = Entry{size, mtime, *built, ++clock};
+  return *built;
+}
+
+// The bytes of one frame of an indexed multi-frame object: its fragment when there is one per frame, else the
+// fragments between its Basic Offset Table entries. NOT_FOUND when the frame's fragments cannot be told apart
+// (several fragments per frame and no offset table): the caller decodes the slow way.
+StatusOr<std::string> FrameBytes(const std::filesystem::path& path, const FragmentIndex& index, uint32_t frame_number,
+                                 uint32_t frames) {
+  size_t first = 0, last = 0;   // fragment range [first, last)
+  if (index.fragments.size() == frames) {
+    first = frame_number - 1;
+    last = frame_number;
+  } else if (index.offset_table.size() == frames) {
+    // Offsets count from the first fragment item's tag; each item has an 8-byte header.
+    auto fragment_at = [&](uint64_t offset) -> size_t {
+      for (size_t k = 0; k < index.fragments.size(); ++k) {
+        if (index.fragments[k].first - 8 - index.first_fragment_item == offset) return k;
+      }
+      return index.fragments.size();
+    };
+    first = fragment_at(index.offset_table[frame_number - 1]);
+    last = frame_number < frames ? fragment_at(index.offset_table[frame_number]) : index.fragments.size();
+    if (first >= last || first >= index.fragments.size()) return DataLoss("offset table does not match fragments");
+  } else {
+    return NotFound("fragments not separable per frame");
+  }
+  FileReader in(path);
+  std::string bytes;
+  for (size_t k = first; k < last; ++k) {
+    const auto& [offset, length] = index.fragments[k];
+    const size_t at = bytes.size();
+    bytes.resize(at + length);
+    if (!in.ok() || !in.Seek(offset) || !in.Read(bytes.data() + at, length)) {
+      return DataLoss("cannot read fragment " + std::to_string(k + 1) + " of " + path.string());
+    }
+  }
+  return bytes;
+}
+
+// Decodes one compressed frame from its bytes with DCMTK's codecs (JPEG, JPEG-LS): a one-frame in-memory data set.
+Status DecodeCompressedBytes(const FragmentIndex& index, std::string bytes, uint8_t* out, uint64_t out_size,
+                             std::string* model) {
+  DcmDataset ds;
+  const PixelModule& pm = index.pm;
+  ds.putAndInsertUint16(DCM_Rows, pm.rows);
+  ds.putAndInsertUint16(DCM_Columns, pm.columns);
+  ds.putAndInsertUint16(DCM_SamplesPerPixel, pm.samples_per_pixel);
+  ds.putAndInsertUint16(DCM_BitsAllocated, pm.bits_allocated);
+  ds.putAndInsertUint16(DCM_BitsStored, pm.bits_stored);
+  ds.putAndInsertUint16(DCM_HighBit, pm.high_bit);
+  ds.putAndInsertUint16(DCM_PixelRepresentation, pm.pixel_representation);
+  if (pm.samples_per_pixel > 1) ds.putAndInsertUint16(DCM_PlanarConfiguration, pm.planar_configuration);
+  ds.putAndInsertString(DCM_PhotometricInterpretation, pm.photometric.c_str());
+  ds.putAndInsertString(DCM_NumberOfFrames, "1");
+  if (bytes.size() % 2 != 0) bytes.push_back('\0');
+  auto* sequence = new DcmPixelSequence(DCM_PixelSequenceTag);
+  sequence->insert(new DcmPixelItem(DCM_PixelItemTag));   // empty Basic Offset Table
+  auto* fragment = new DcmPixelItem(DCM_PixelItemTag);
+  fragment->putUint8Array(reinterpret_cast<const Uint8*>(bytes.data()), static_cast<unsigned long>(bytes.size()));
+  sequence->insert(fragment);
+  auto* pixel_data = new DcmPixelData(DCM_PixelData);
+  pixel_data->putOriginalRepresentation(index.xfer, nullptr, sequence);
+  ds.insert(pixel_data);
+  Uint32 start_fragment = 0;
+  OFString decoded_model;
+  OFCondition cond = pixel_data->getUncompressedFrame(&ds, 0, start_fragment, out, static_cast<Uint32>(out_size),
+                                                      decoded_model);
+  if (cond.bad()) return DataLoss(std::string("cannot decode the frame: ") + cond.text());
+  *model = decoded_model.empty() ? pm.photometric : std::string(decoded_model.c_str());
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterCodecs() {
@@ -288,6 +552,51 @@ void RegisterCodecs() {
 }
 
 namespace {
+
+// Stored values of one decoded frame -> the caller's format.
+Status Convert(const uint8_t* staging, const PixelModule& pm, const std::string& model, bool native,
+               const FrameGeometry& g, aihub_pixel_format format, void* buffer) {
+  if (format == AIHUB_PIXEL_RGB8) {
+    if (pm.bits_allocated != 8) return FailedPrecondition("RGB8 needs 8-bit colour data");
+    // Decoders that convert YBR report the colour model they produced (e.g. JPEG baseline gives "RGB").
+    return ToRgb(staging, pm, model, native, static_cast<uint8_t*>(buffer));
+  }
+  if (pm.samples_per_pixel != 1) return FailedPrecondition("FLOAT32_MODALITY needs a monochrome frame");
+  ConvertToModality(staging, uint64_t{pm.rows} * pm.columns, pm, g.rescale_slope, g.rescale_intercept,
+                    static_cast<float*>(buffer));
+  return Status::Ok();
+}
+
+// A frame of an encapsulated multi-frame object through the fragment index. NOT_FOUND: use the DCMTK path.
+Status ReadIndexedFrame(const Instance& instance, const Frame& frame, const FrameGeometry& g,
+                        aihub_pixel_format format, void* buffer) {
+  auto index = FragmentIndexFor(instance.path);
+  if (!index.ok()) return index.status();
+  const PixelModule& pm = (*index)->pm;
+  if (pm.rows != g.rows || pm.columns != g.columns || pm.samples_per_pixel != g.samples_per_pixel ||
+      pm.bits_allocated != g.bits_allocated) {
+    return DataLoss(instance.path.string() + " changed since it was scanned");
+  }
+  if (pm.bits_allocated != 8 && pm.bits_allocated != 16) return NotFound("left to the general path");
+  auto bytes = FrameBytes(instance.path, **index, frame.frame_number, instance.number_of_frames);
+  if (!bytes.ok()) return bytes.status();
+  const uint64_t frame_bytes = uint64_t{pm.rows} * pm.columns * pm.samples_per_pixel * (pm.bits_allocated / 8);
+  std::unique_ptr<uint8_t[]> staging(new uint8_t[frame_bytes + 1]);
+  std::string model = pm.photometric;
+  if ((*index)->xfer == EXS_RLELossless) {
+    if (Status s = DecodeRleBytes(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size(), pm, staging.get(),
+                                  frame_bytes);
+        !s.ok()) {
+      return s;
+    }
+  } else if (Status s = DecodeCompressedBytes(**index, std::move(bytes).value(), staging.get(), frame_bytes + 1,
+                                              &model);
+             !s.ok()) {
+    return Status(s.code(), "frame " + std::to_string(frame.frame_number) + " of " + instance.path.string() + ": " +
+                                s.message());
+  }
+  return Convert(staging.get(), pm, model, false, g, format, buffer);
+}
 
 Status ReadFrameImpl(const Series& series, uint32_t frame_index, aihub_pixel_format format, void* buffer,
                      uint64_t buffer_size) {
@@ -326,6 +635,10 @@ Status ReadFrameImpl(const Series& series, uint32_t frame_index, aihub_pixel_for
   }
 
   RegisterCodecs();
+  if (instance.number_of_frames > 1 && DcmXfer(instance.transfer_syntax_uid.c_str()).isEncapsulated()) {
+    auto fast = ReadIndexedFrame(instance, frame, g, format, buffer);
+    if (fast.code() != AIHUB_NOT_FOUND) return fast;
+  }
   DcmFileFormat file;
   // Parses up to the end of PixelData (every fragment item of encapsulated data, which the decoders need); what
   // follows PixelData is never needed, and values above the lazy-load threshold stay in the file.
@@ -401,14 +714,7 @@ Status ReadFrameImpl(const Series& series, uint32_t frame_index, aihub_pixel_for
     model = decoded_model.empty() ? pm.photometric : std::string(decoded_model.c_str());
   }
 
-  if (format == AIHUB_PIXEL_RGB8) {
-    if (pm.bits_allocated != 8) return FailedPrecondition("RGB8 needs 8-bit colour data");
-    // Decoders that convert YBR report the colour model they produced (e.g. JPEG baseline gives "RGB").
-    return ToRgb(staging.get(), pm, model, !xfer.isEncapsulated(), static_cast<uint8_t*>(buffer));
-  }
-  if (pm.samples_per_pixel != 1) return FailedPrecondition("FLOAT32_MODALITY needs a monochrome frame");
-  ConvertToModality(staging.get(), pixels, pm, g.rescale_slope, g.rescale_intercept, static_cast<float*>(buffer));
-  return Status::Ok();
+  return Convert(staging.get(), pm, model, !xfer.isEncapsulated(), g, format, buffer);
 }
 
 }  // namespace

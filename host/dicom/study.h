@@ -145,7 +145,9 @@ void RegisterCodecs();
 // changed since the scan). Series::error other than an unsupported transfer syntax does not stop ReadFrame (each
 // frame carries its own geometry); the host does not hand such series to plugins.
 // Thread-safe: every call parses its own copy of the file header (values over 4 KiB stay on disk) and reads only
-// the bytes of the requested frame, so memory stays at about one frame per call.
+// the bytes of the requested frame, so memory stays at about one frame per call. Encapsulated multi-frame files
+// are read through a small shared cache of their fragment positions (about 16 bytes per frame, 32 files), so
+// reading all N tiles of a slide costs O(N), not O(N^2).
 Status ReadFrame(const Series& series, uint32_t frame_index, aihub_pixel_format format, void* buffer,
                  uint64_t buffer_size);
 

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -169,6 +170,45 @@ TEST_CASE("every supported transfer syntax decodes to the uncompressed values, f
         CHECK(expected[0] == static_cast<float>((is_signed ? first - 2048 : first) - 1024));
       }
     }
+  }
+}
+
+TEST_CASE("a many-frame encapsulated object (tile-like) decodes every frame through the fragment index") {
+  for (const E_TransferSyntax xfer : {EXS_RLELossless, EXS_JPEGLSLossless}) {
+    CAPTURE(DcmXfer(xfer).getXferName());
+    TempDir dir;
+    SliceSpec spec;
+    spec.rows = 8;
+    spec.columns = 8;
+    spec.frames = 300;
+    spec.bits_stored = 12;
+    spec.pixel_bytes = TestPixels16(spec.rows, spec.columns, spec.frames, false);
+    WriteSlice(spec, dir / "ref.dcm");
+    WriteSlice(spec, dir / "tiles.dcm", xfer);
+    auto ref_scan = ScanFiles({dir / "ref.dcm"});
+    auto test_scan = ScanFiles({dir / "tiles.dcm"});
+    const Series& ref = ref_scan.studies[0].series[0];
+    const Series& test = test_scan.studies[0].series[0];
+    REQUIRE(test.frames.size() == 300);
+    for (uint32_t f = 0; f < 300; f += 7) CHECK(ReadFloat(test, f) == ReadFloat(ref, f));
+    CHECK(ReadFloat(test, 299) == ReadFloat(ref, 299));
+    // The index follows the file: rewritten with the frames in reverse order, the next read sees them.
+    const size_t frame_size = spec.pixel_bytes.size() / spec.frames;
+    std::vector<uint8_t> reversed;
+    for (uint32_t f = spec.frames; f-- > 0;) {
+      reversed.insert(reversed.end(), spec.pixel_bytes.begin() + f * frame_size,
+                      spec.pixel_bytes.begin() + (f + 1) * frame_size);
+    }
+    spec.pixel_bytes = reversed;
+    WriteSlice(spec, dir / "ref2.dcm");
+    std::filesystem::last_write_time(dir / "tiles.dcm", std::filesystem::last_write_time(dir / "tiles.dcm") -
+                                                          std::chrono::seconds(5));
+    const auto before = ReadFloat(test, 3);
+    WriteSlice(spec, dir / "tiles.dcm", xfer);
+    auto rescanned = ScanFiles({dir / "tiles.dcm"});
+    auto ref2_scan = ScanFiles({dir / "ref2.dcm"});
+    CHECK(ReadFloat(rescanned.studies[0].series[0], 3) == ReadFloat(ref2_scan.studies[0].series[0], 3));
+    CHECK(ReadFloat(rescanned.studies[0].series[0], 3) != before);
   }
 }
 
