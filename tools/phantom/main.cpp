@@ -12,6 +12,9 @@
 //   aihub-phantom cardiac-cine --out DIR --seed N [--slices 10] [--phases 20] [--size 256] [--ef 10..80]
 //                 [--missing-phase K] [--uneven-spacing] [--department CARDIOLOGY] [--calling-ae MR_CARD1]
 //                 [--institution ...] [--mask-out FILE]
+//   aihub-phantom wsi-ki67 --out DIR --seed N [--size 4096] [--tile 256|512] [--index 1..80] [--hotspots 0..3]
+//                 [--missing-tile K] [--bad-tile-geometry] [--rle] [--department PATHOLOGY]
+//                 [--calling-ae WSI_SCAN1] [--institution ...]
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -26,6 +29,7 @@
 #include "phantom/ctpa.h"
 #include "phantom/head_ct.h"
 #include "phantom/label_mask.h"
+#include "phantom/wsi_ki67.h"
 
 namespace {
 
@@ -47,6 +51,9 @@ constexpr const char* kUsage =
     "       aihub-phantom cardiac-cine --out DIR --seed N [--slices 10] [--phases 20] [--size 256] [--ef 10..80]\n"
     "                     [--missing-phase K] [--uneven-spacing] [--department CARDIOLOGY]\n"
     "                     [--calling-ae MR_CARD1] [--institution NAME] [--mask-out FILE]\n"
+    "       aihub-phantom wsi-ki67 --out DIR --seed N [--size 4096] [--tile 256|512] [--index 1..80]\n"
+    "                     [--hotspots 0..3] [--missing-tile K] [--bad-tile-geometry] [--rle]\n"
+    "                     [--department PATHOLOGY] [--calling-ae WSI_SCAN1] [--institution NAME]\n"
     "Writes the study into DIR/<folder>/ (one file per CT slice, one DX image, one MR file per cine slice and\n"
     "phase) and the ground truth into DIR/<folder>/truth.json. --mask-out FILE writes the label mask as raw uint8,\n"
     "shape slices x rows x columns in C order (numpy.fromfile(FILE, numpy.uint8).reshape(slices, rows, columns);\n"
@@ -54,7 +61,11 @@ constexpr const char* kUsage =
     "values to FILE.json. Labels: head-ct 1 blood; ctpa 1 embolus, 2 contrast-filled pulmonary artery lumen;\n"
     "chest-xray 1 pneumothorax, 2 visceral pleural line; cardiac-cine 1 LV cavity, 2 LV myocardium, 3 RV cavity.\n"
     "cardiac-cine --missing-phase K leaves out phase K of one mid slice, --uneven-spacing moves one mid slice by\n"
-    "half the spacing; truth.json lists them under \"defects\".\n";
+    "half the spacing; truth.json lists them under \"defects\".\n"
+    "wsi-ki67 writes one TILED_FULL whole-slide file (SM000001.dcm, RGB tiles streamed one at a time) with Ki-67\n"
+    "truth (index, hot spot, nuclei counts); --missing-tile K leaves tile K out (NumberOfFrames one short),\n"
+    "--bad-tile-geometry states a total pixel matrix the tiles do not cover; truth.json lists them under \"defects\".\n"
+    "Uncompressed PixelData holds at most 4 GiB (37632 px at 256 px tiles); --rle writes RLE Lossless, no limit.\n";
 
 bool ParseUnsigned(const std::string& text, uint64_t max, uint64_t& out) {
   if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 20) return false;
@@ -353,6 +364,55 @@ int RunCardiacCine(int argc, char** argv) {
   return 0;
 }
 
+int RunWsiKi67(int argc, char** argv) {
+  WsiKi67Options options;
+  CommonFlags common;
+  const int rc = ParseFlags(
+      argc, argv, common,
+      [&](const std::string& flag, const std::string& value) -> std::string {
+        uint64_t number = 0;
+        double real = 0;
+        if (flag == "--size") {
+          if (!ParseUnsigned(value, 65536, number) || number < 1024) return "--size needs an integer in 1024..65536";
+          options.size = static_cast<uint32_t>(number);
+        } else if (flag == "--tile") {
+          if (value != "256" && value != "512") return "--tile needs 256 or 512";
+          options.tile = value == "256" ? 256 : 512;
+        } else if (flag == "--index") {
+          if (!ParseDouble(value, real) || real < 1 || real > 80) return "--index needs a number in 1..80";
+          options.index_percent = real;
+        } else if (flag == "--hotspots") {
+          if (!ParseUnsigned(value, 3, number)) return "--hotspots needs an integer in 0..3";
+          options.hotspots = static_cast<uint32_t>(number);
+        } else if (flag == "--missing-tile") {
+          if (!ParseUnsigned(value, UINT32_MAX, number)) return "--missing-tile needs a tile number (0-based)";
+          options.missing_tile = static_cast<uint32_t>(number);
+        } else if (flag == "--bad-tile-geometry") {
+          options.bad_tile_geometry = true;
+        } else if (flag == "--rle") {
+          options.rle = true;
+        } else {
+          return "unknown";
+        }
+        return "";
+      },
+      {"--bad-tile-geometry", "--rle"});
+  if (rc != 0) return rc;
+  if (!common.mask_out.empty()) return Fail("wsi-ki67 writes no label mask (--mask-out)");
+  ApplyCommon(common, options);
+
+  const aihub::StatusOr<WsiKi67Truth> truth = WriteWsiKi67(options, common.out_dir);
+  if (!truth.ok()) return Error(truth.status());
+  std::printf("%s/%s: %u x %u px in %u frames of %u px, Ki-67 index %.1f%% (%llu of %llu nuclei), hot spot %.1f%%",
+              common.out_dir.c_str(), truth->folder.c_str(), truth->size, truth->size, truth->frames, truth->tile,
+              truth->global_index_percent, static_cast<unsigned long long>(truth->positive_nuclei),
+              static_cast<unsigned long long>(truth->positive_nuclei + truth->negative_nuclei),
+              truth->hotspot.index_percent);
+  for (const WsiKi67Defect& d : truth->defects) std::printf(", %s", d.kind.c_str());
+  std::printf("\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -366,5 +426,6 @@ int main(int argc, char** argv) {
   if (command == "ctpa") return RunCtpa(argc, argv);
   if (command == "chest-xray") return RunChestXray(argc, argv);
   if (command == "cardiac-cine") return RunCardiacCine(argc, argv);
+  if (command == "wsi-ki67") return RunWsiKi67(argc, argv);
   return Fail("unknown command '" + command + "'");
 }

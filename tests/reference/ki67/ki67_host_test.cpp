@@ -1,0 +1,90 @@
+// The built ki67.so and its model deployed in a plugin folder and run by the real host (registry, job runner) on
+// phantom whole-slide files scanned from disk, as aihubd runs it: routing by the default rules, tiles decoded by
+// the host's read_frame, the hot-spot region on its tile's frame, and the defects refused with the reason.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+
+#include "dicom/study.h"
+#include "phantom/wsi_ki67.h"
+#include "reference/support/reference_host.h"
+
+namespace {
+
+aihub::core::JobOutcome RunOne(aihub::testing::ReferenceHost& host, const std::filesystem::path& dir) {
+  std::filesystem::remove(dir / "truth.json");  // the hub sees only DICOM
+  auto scanned = aihub::dicom::ScanDirectory(dir);
+  REQUIRE(scanned.ok());
+  REQUIRE(scanned->studies.size() == 1);
+  auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
+  host.catalog.Add(study);
+  auto routed = host.runner->Submit(*study, {}, dir.string());
+  REQUIRE(routed.ok());
+  REQUIRE(routed->jobs.size() == 1);  // the default rules route a VL whole slide image (SM) to the plugin
+  auto outcome = host.runner->RunNext();
+  REQUIRE(outcome.ok());
+  REQUIRE(outcome->has_value());
+  return std::move(**outcome);
+}
+
+}  // namespace
+
+TEST_CASE("ki67 through the host: a phantom slide's Ki-67 index, hot spot and counts, and its hot-spot region") {
+  aihub::testing::ReferenceHost host("ki67", {"ki67.pt", "ki67.so"});
+  REQUIRE(host.registry->Get("ki67") != nullptr);
+  aihub::phantom::WsiKi67Options o;
+  o.seed = 90010;
+  o.size = 2048;
+  o.index_percent = 25;
+  bool rle = false;
+  SUBCASE("uncompressed") {}
+  SUBCASE("RLE Lossless, read through the host's fragment index") { rle = true; }
+  o.rle = rle;
+  const auto truth = aihub::phantom::WriteWsiKi67(o, host.root / "in");
+  REQUIRE_MESSAGE(truth.ok(), truth.status().ToString());
+
+  const auto out = RunOne(host, host.root / "in" / truth->folder);
+  REQUIRE_MESSAGE(out.status.ok(), out.status.ToString());
+  REQUIRE(out.result.has_value());
+  REQUIRE(out.result->findings.size() == 1);
+  const auto& f = out.result->findings[0];
+  CHECK(f.concept.value == "KI67-HIGH");
+  REQUIRE(f.measurements.size() == 5);
+  CHECK(f.measurements[0].unit_ucum == "%");
+  CHECK(std::fabs(f.measurements[0].value - truth->global_index_percent) <= 3);
+  CHECK(std::fabs(f.measurements[1].value - truth->hotspot.index_percent) <= 3);
+  CHECK(f.measurements[2].unit_ucum == "{nuclei}");
+  const double counted = f.measurements[2].value + f.measurements[3].value;
+  CHECK(counted == doctest::Approx(truth->positive_nuclei + truth->negative_nuclei).epsilon(0.03));
+  REQUIRE(f.regions.size() == 1);
+  CHECK(f.regions[0].graphic_type == aihub::GraphicType::kPolygon);
+  CHECK(f.regions[0].sop_instance_uid == truth->sop_instance_uid);
+  CHECK(f.regions[0].frame_number == truth->hotspot_center_tile + 1);
+  CHECK(f.regions[0].multi_frame);
+}
+
+TEST_CASE("ki67 through the host: a slide with a missing tile or a bad tile geometry is not applicable, with the reason") {
+  aihub::testing::ReferenceHost host("ki67", {"ki67.pt", "ki67.so"});
+  aihub::phantom::WsiKi67Options o;
+  o.seed = 90011;
+  o.size = 1024;
+  o.missing_tile = 3;
+  const auto missing = aihub::phantom::WriteWsiKi67(o, host.root / "in-missing");
+  REQUIRE(missing.ok());
+  const auto a = RunOne(host, host.root / "in-missing" / missing->folder);
+  CHECK(a.status.code() == AIHUB_FAILED_PRECONDITION);
+  CHECK_MESSAGE(a.status.message().find("missing tiles") != std::string::npos, a.status.message());
+  CHECK(a.status.message().find("the image has 15") != std::string::npos);
+
+  o.seed = 90012;
+  o.missing_tile.reset();
+  o.bad_tile_geometry = true;
+  const auto bad = aihub::phantom::WriteWsiKi67(o, host.root / "in-bad");
+  REQUIRE(bad.ok());
+  const auto b = RunOne(host, host.root / "in-bad" / bad->folder);
+  CHECK(b.status.code() == AIHUB_FAILED_PRECONDITION);
+  CHECK_MESSAGE(b.status.message().find("1152 x 1152 px total pixel matrix") != std::string::npos,
+                b.status.message());
+}
