@@ -38,6 +38,7 @@ struct Region {
   std::string sop_instance_uid;      // of the referenced image
   uint32_t frame_number = 1;         // 1-based frame in that instance (for multi-frame images)
   bool multi_frame = false;          // true when the referenced instance has more than one frame
+  bool total_pixel_matrix = false;   // points on the whole-slide image's total pixel matrix, not on one frame
   GraphicType graphic_type = GraphicType::kPoint;
   std::vector<float> points;         // column, row, column, row, ...
 };

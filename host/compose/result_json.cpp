@@ -78,6 +78,7 @@ json ToJson(const Result& r) {
                     {"sop_instance_uid", g.sop_instance_uid},
                     {"frame_number", g.frame_number},
                     {"multi_frame", g.multi_frame},
+                    {"total_pixel_matrix", g.total_pixel_matrix},
                     {"graphic_type", GraphicTypeName(g.graphic_type)},
                     {"points", g.points}});
     }
@@ -278,6 +279,7 @@ Result ReadResult(const json& j) {
       ReadString(gv, gpath, "sop_instance_uid", g.sop_instance_uid);
       ReadUint32(gv, gpath, "frame_number", g.frame_number);
       ReadBool(gv, gpath, "multi_frame", g.multi_frame);
+      ReadBool(gv, gpath, "total_pixel_matrix", g.total_pixel_matrix);
       g.graphic_type = ReadEnum(gv, gpath, "graphic_type", GraphicType::kPoint, GraphicTypeName,
                                 {GraphicType::kPoint, GraphicType::kPolyline, GraphicType::kPolygon,
                                  GraphicType::kEllipse});

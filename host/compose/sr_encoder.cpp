@@ -34,7 +34,9 @@
 //         Tracking Identifier (112039, DCM)  TEXT   = FindingIdentifier(): "<SR SOP Instance UID>.<n>" (n 1-based)
 //         Tracking Unique Identifier (112040) UIDREF = FindingTrackingUid()
 //         Finding (121071, DCM)               CODE   = finding concept
-//         Image Region (111030, DCM)          SCOORD > SELECTED FROM IMAGE (source SOP instance [, frame])
+//         Image Region (111030, DCM)          SCOORD > SELECTED FROM IMAGE (source SOP instance [, frame]); on a
+//                                                      whole-slide image with Pixel Origin Interpretation FRAME, or
+//                                                      VOLUME (no frame) for a region on the total pixel matrix
 //         Finding Site (363698007, SCT)       CODE   > HAS CONCEPT MOD Laterality (272741003, SCT)
 //         <measurement concept>               NUM    value, UCUM unit (TID 300)
 //         Certainty of Finding (111012, DCM)  NUM    confidence in percent, UCUM "%"
@@ -191,7 +193,9 @@ Status InsertRegion(DSRDocumentTree& tree, const std::string& tracking_uid, cons
     return Internal("SR: cannot add image reference for " + where);
   }
   DSRImageReferenceValue image(Clean(region.sop_class_uid, 64), Clean(region.sop_instance_uid, 64));
-  if (region.multi_frame) image.getFrameList().addItem(static_cast<Sint32>(region.frame_number));
+  if (region.multi_frame && !region.total_pixel_matrix) {
+    image.getFrameList().addItem(static_cast<Sint32>(region.frame_number));
+  }
   AIHUB_SR_CHECK(tree.getCurrentContentItem().setImageReference(image), where + " image reference");
   return Status::Ok();
 }
@@ -331,6 +335,42 @@ Status IdentifyLocalScheme(DcmItem& dataset) {
   return s;
 }
 
+// PS3.3 C.18.6.1: an SCOORD selected from a VL Whole Slide Microscopy Image states its Pixel Origin
+// Interpretation: FRAME when the image reference names a frame, VOLUME (the total pixel matrix) when it does not.
+// DCMTK 3.6.7's SR classes have no field for it, so it is added to the written content items.
+Status AddPixelOriginInterpretation(DcmItem& parent) {
+  DcmSequenceOfItems* content = nullptr;
+  if (parent.findAndGetSequence(DCM_ContentSequence, content).bad() || content == nullptr) return Status::Ok();
+  for (unsigned long i = 0; i < content->card(); ++i) {
+    DcmItem* item = content->getItem(i);
+    if (item == nullptr) continue;
+    OFString value_type;
+    item->findAndGetOFString(DCM_ValueType, value_type);
+    DcmSequenceOfItems* children = nullptr;
+    if (value_type == "SCOORD" && item->findAndGetSequence(DCM_ContentSequence, children).good() && children) {
+      for (unsigned long k = 0; k < children->card(); ++k) {
+        DcmItem* image = children->getItem(k);
+        OFString child_type, sop_class;
+        if (image == nullptr || image->findAndGetOFString(DCM_ValueType, child_type).bad() || child_type != "IMAGE") {
+          continue;
+        }
+        DcmItem* reference = nullptr;
+        if (image->findAndGetSequenceItem(DCM_ReferencedSOPSequence, reference, 0).bad() || reference == nullptr) {
+          continue;
+        }
+        reference->findAndGetOFString(DCM_ReferencedSOPClassUID, sop_class);
+        if (sop_class != UID_VLWholeSlideMicroscopyImageStorage) continue;
+        const bool frame = reference->tagExistsWithValue(DCM_ReferencedFrameNumber);
+        Status s = Put(*item, DCM_PixelOriginInterpretation, frame ? "FRAME" : "VOLUME", "pixel origin");
+        if (!s.ok()) return s;
+      }
+    }
+    Status s = AddPixelOriginInterpretation(*item);
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
 StatusOr<std::string> Serialize(DcmFileFormat& file) {
   const E_TransferSyntax xfer = EXS_LittleEndianExplicit;
   OFCondition cond = file.validateMetaInfo(xfer);
@@ -451,6 +491,7 @@ StatusOr<std::string> EncodeSr(const Result& r) {
   if (s.ok()) s = Put(dataset, DCM_InstanceCreationTime, ts->time, "instance creation time");
   if (s.ok()) s = AddContributingEquipment(r, *ts, dataset);
   if (s.ok()) s = IdentifyLocalScheme(dataset);
+  if (s.ok()) s = AddPixelOriginInterpretation(dataset);
   if (!s.ok()) return s;
   return Serialize(file);
 }

@@ -357,6 +357,8 @@ bool ParseFile(const fs::path& path, const ScanLimits& limits, DcmFileFormat& fi
       ds->findAndGetUint32(DCM_TotalPixelMatrixRows, total_rows).good() && total_columns > 0 && total_rows > 0) {
     out.tiles_across = (total_columns + columns - 1) / columns;
     out.tiles_down = (total_rows + rows - 1) / rows;
+    out.instance.total_pixel_columns = total_columns;
+    out.instance.total_pixel_rows = total_rows;
   }
   out.base = base;
   out.top_position = top_position;

@@ -77,6 +77,9 @@ struct Instance {
   std::string transfer_syntax_uid;
   int32_t instance_number = 0;
   uint32_t number_of_frames = 1;
+  // TILED_FULL whole-slide images: TotalPixelMatrixColumns / Rows (0 when the image is not tiled).
+  uint32_t total_pixel_columns = 0;
+  uint32_t total_pixel_rows = 0;
 };
 
 // One frame of a series, in sorted order.

@@ -22,6 +22,8 @@ constexpr uint32_t kMinGeometrySize = offsetof(aihub_frame_geometry, frame_numbe
 static_assert(sizeof(void*) != 8 || kMinFindingSize == 72, "aihub_finding 1.0 layout changed");
 static_assert(sizeof(void*) != 8 || kMinMeasurementSize == 56, "aihub_measurement 1.0 layout changed");
 static_assert(sizeof(void*) != 8 || kMinRegionSize == 28, "aihub_region 1.0 layout changed");
+// aihub_region 1.2 put pixel_origin into what was tail padding: read it only from plugins that declare minor >= 2.
+constexpr uint32_t kRegionSize12 = offsetof(aihub_region, pixel_origin) + sizeof(int32_t);
 static_assert(sizeof(void*) != 8 || kMinGeometrySize == 188, "aihub_frame_geometry 1.0 layout changed");
 static_assert(sizeof(void*) != 8 || offsetof(aihub_frame_geometry, trigger_time) == 192,
               "aihub_frame_geometry 1.1 fields must start after the 1.0 struct");
@@ -287,22 +289,35 @@ int32_t AddRegion(aihub_job* job, uint32_t finding_index, const aihub_region* r)
     default: return Refuse(job, "add_region: unknown graphic type " + std::to_string(r->graphic_type));
   }
   if (n < min_points || n > max_points) return Refuse(job, "add_region: wrong point count for graphic type");
+  int32_t origin = AIHUB_PIXEL_ORIGIN_FRAME;
+  if (job->plugin_api_minor >= 2 && r->struct_size >= kRegionSize12) origin = r->pixel_origin;
+  if (origin != AIHUB_PIXEL_ORIGIN_FRAME && origin != AIHUB_PIXEL_ORIGIN_VOLUME) {
+    return Refuse(job, "add_region: unknown pixel origin " + std::to_string(origin));
+  }
   const dicom::Frame& frame = s->frames[r->frame_index];
-  const float cols = static_cast<float>(frame.geometry.columns), rows = static_cast<float>(frame.geometry.rows);
+  const dicom::Instance& inst = s->instances[frame.instance_index];
+  const bool volume = origin == AIHUB_PIXEL_ORIGIN_VOLUME;
+  if (volume && (inst.total_pixel_columns == 0 || inst.total_pixel_rows == 0)) {
+    return Refuse(job, "add_region: pixel origin VOLUME needs a tiled whole-slide image (TILED_FULL with a total "
+                       "pixel matrix)");
+  }
+  const float cols = static_cast<float>(volume ? inst.total_pixel_columns : frame.geometry.columns);
+  const float rows = static_cast<float>(volume ? inst.total_pixel_rows : frame.geometry.rows);
   Region out;
   out.points.assign(r->points, r->points + 2 * static_cast<size_t>(n));
   for (size_t i = 0; i < out.points.size(); i += 2) {
     const float x = out.points[i], y = out.points[i + 1];
     if (!std::isfinite(x) || !std::isfinite(y) || x < 0 || y < 0 || x > cols || y > rows) {
-      return Refuse(job, "add_region: point outside the frame or not finite");
+      return Refuse(job, volume ? "add_region: point outside the total pixel matrix or not finite"
+                                : "add_region: point outside the frame or not finite");
     }
   }
-  const dicom::Instance& inst = s->instances[frame.instance_index];
   out.series_instance_uid = s->series_instance_uid;
   out.sop_class_uid = inst.sop_class_uid;
   out.sop_instance_uid = inst.sop_instance_uid;
   out.frame_number = frame.frame_number;
   out.multi_frame = inst.number_of_frames > 1;
+  out.total_pixel_matrix = volume;
   out.graphic_type = static_cast<GraphicType>(r->graphic_type);
   finding.regions.push_back(std::move(out));
   return AIHUB_OK;

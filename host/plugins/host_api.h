@@ -56,6 +56,7 @@ struct aihub_plugin_context {
 
 struct aihub_job {
   std::string plugin_id;
+  uint32_t plugin_api_minor = 0;           // the minor ABI version the plugin declared: which appended fields it set
   const aihub::plugins::JobInput* input = nullptr;
   aihub::plugins::JobOutput* output = nullptr;
   const std::atomic<bool>* cancel = nullptr;

@@ -326,6 +326,7 @@ Status LoadedPlugin::SelfTest() {
 Status LoadedPlugin::Execute(const JobInput& input, JobOutput* output, const std::atomic<bool>* cancel) {
   aihub_job job;
   job.plugin_id = info_.id;
+  job.plugin_api_minor = info_.api_version_minor;
   job.input = &input;
   job.output = output;
   job.cancel = cancel;

@@ -379,8 +379,7 @@ class Ki67Plugin {
                               std::to_string(hot.window_tiles) + " x " + std::to_string(hot.window_tiles) +
                               " tiles (" + Format(area_mm2, "%.3f") + " mm^2) at columns " + std::to_string(hx) + "-" +
                               std::to_string(hx + hw - 1) + ", rows " + std::to_string(hy) + "-" +
-                              std::to_string(hy + hh - 1) + " of the total pixel matrix (0-based); its region is " +
-                              "drawn on its centre tile, frame " + std::to_string(center + 1);
+                              std::to_string(hy + hh - 1) + " of the total pixel matrix (0-based)";
     f.text = "Ki-67 index " + Format(index) + "% (" + counts + "), " + where + "." + tail;
     if (!enough) f.text = "Too few nuclei (" + std::to_string(all) + ", at least " + std::to_string(min_nuclei_) +
                           " needed) for a Ki-67 index; " + f.text;
@@ -392,11 +391,12 @@ class Ki67Plugin {
     job.add_measurement(finding, kNegative, static_cast<double>(neg), "{nuclei}", "nuclei");
     job.add_measurement(finding, kHotSpotNuclei, static_cast<double>(hot.positive + hot.negative), "{nuclei}",
                         "nuclei");
-    // Regions are per frame: the hot spot is marked on its centre tile, whose whole (valid) area lies inside the
-    // window; tile-local pixel coordinates.
-    const float cw = static_cast<float>(std::min(layout.tile_columns, layout.total_columns - layout.column_of(center)));
-    const float ch = static_cast<float>(std::min(layout.tile_rows, layout.total_rows - layout.row_of(center)));
-    job.add_region(finding, series, center, AIHUB_GRAPHIC_POLYGON, {0, 0, cw, 0, cw, ch, 0, ch});
+    // The hot-spot window as a rectangle on the slide's total pixel matrix (ABI 1.2, Pixel Origin Interpretation
+    // VOLUME in the SR); frame `center` names the image that holds it.
+    const float x0 = static_cast<float>(hx), y0 = static_cast<float>(hy);
+    const float x1 = static_cast<float>(hx + hw), y1 = static_cast<float>(hy + hh);
+    job.add_region(finding, series, center, AIHUB_GRAPHIC_POLYGON, {x0, y0, x1, y0, x1, y1, x0, y1},
+                   AIHUB_PIXEL_ORIGIN_VOLUME);
     job.set_summary("Ki-67 model: index " + Format(index) + "% over the whole slide (" + counts + "); " + where +
                     ". Cut-off for a high index: " + Format(high_index_percent_) + "%." + tail);
   }

@@ -157,8 +157,9 @@ class Job {
     m.unit_meaning = unit_meaning;
     check(host_->add_measurement(job_, finding, &m), "add_measurement");
   }
+  // `origin` VOLUME: points on the total pixel matrix of the whole-slide image that holds `frame` (ABI 1.2).
   void add_region(uint32_t finding, uint32_t series, uint32_t frame, aihub_graphic_type type,
-                  const std::vector<float>& points) const {
+                  const std::vector<float>& points, aihub_pixel_origin origin = AIHUB_PIXEL_ORIGIN_FRAME) const {
     aihub_region r;
     std::memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
@@ -167,6 +168,7 @@ class Job {
     r.graphic_type = type;
     r.points = points.data();
     r.point_count = static_cast<uint32_t>(points.size() / 2);
+    r.pixel_origin = origin;
     check(host_->add_region(job_, finding, &r), "add_region");
   }
   void set_summary(const std::string& text) const { check(host_->set_summary(job_, text.c_str()), "set_summary"); }

@@ -47,7 +47,7 @@ extern "C" {
 #endif
 
 #define AIHUB_PLUGIN_API_VERSION_MAJOR 1
-#define AIHUB_PLUGIN_API_VERSION_MINOR 1
+#define AIHUB_PLUGIN_API_VERSION_MINOR 2
 
 #if defined(__GNUC__)
 #define AIHUB_PLUGIN_EXPORT __attribute__((visibility("default")))
@@ -143,6 +143,15 @@ typedef enum aihub_graphic_type {
   AIHUB_GRAPHIC_TYPE_INTERNAL_ = 0x7fffffff
 } aihub_graphic_type;
 
+/* What a region's points are relative to (1.2), as DICOM's Pixel Origin Interpretation (0048,0301). */
+typedef enum aihub_pixel_origin {
+  AIHUB_PIXEL_ORIGIN_FRAME = 0,  /* the pixel matrix of the frame `frame_index` (every image; the default) */
+  AIHUB_PIXEL_ORIGIN_VOLUME = 1, /* the total pixel matrix of the tiled whole-slide image (TILED_FULL) that holds
+                                    the frame `frame_index`: a region may span many tiles; the SR references the
+                                    image without a frame number */
+  AIHUB_PIXEL_ORIGIN_INTERNAL_ = 0x7fffffff
+} aihub_pixel_origin;
+
 /* ---------------------------------------------------------------------------------------------------------------
  * Opaque handles. The host owns all of them.
  * ------------------------------------------------------------------------------------------------------------- */
@@ -219,7 +228,8 @@ typedef struct aihub_measurement {
   const char* unit_meaning; /* max 64 chars, e.g. "milliliter" */
 } aihub_measurement;
 
-/* A region on one frame of the study, in that frame's pixel coordinates. */
+/* A region on one frame of the study, in that frame's pixel coordinates, or (1.2) on the total pixel matrix of a
+ * tiled whole-slide image. */
 typedef struct aihub_region {
   uint32_t struct_size;
   uint32_t series_index;   /* as in the study view */
@@ -227,6 +237,9 @@ typedef struct aihub_region {
   int32_t graphic_type;    /* aihub_graphic_type */
   const float* points;     /* 2 * point_count floats: column, row, column, row, ... */
   uint32_t point_count;    /* at most 4096 */
+  /* --- 1.2 --- read only from plugins that declare api_version_minor >= 2 (in 1.0/1.1 these bytes were padding,
+   * which a C initialiser need not zero) */
+  int32_t pixel_origin;    /* aihub_pixel_origin */
 } aihub_region;
 
 /* ---------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ using nlohmann::json;
 bool SameRegion(const Region& a, const Region& b) {
   return a.series_instance_uid == b.series_instance_uid && a.sop_class_uid == b.sop_class_uid &&
          a.sop_instance_uid == b.sop_instance_uid && a.frame_number == b.frame_number &&
-         a.multi_frame == b.multi_frame && a.graphic_type == b.graphic_type && a.points == b.points;
+         a.multi_frame == b.multi_frame && a.total_pixel_matrix == b.total_pixel_matrix &&
+         a.graphic_type == b.graphic_type && a.points == b.points;
 }
 
 bool SameFinding(const Finding& a, const Finding& b) {
@@ -89,6 +90,7 @@ TEST_CASE("JSON round trip keeps every field") {
   r.findings[1].urgency = Urgency::kUrgent;
   r.findings[0].regions[1].graphic_type = GraphicType::kEllipse;
   r.findings[0].regions[1].points = {1.5f, 2.25f, 3.125f, 4, 5, 6, 7, 8.0625f};
+  r.findings[0].regions[1].total_pixel_matrix = true;
   r.findings[0].confidence = 0.1 + 0.2;  // not exactly representable in short decimal
   r.sr_series_number = 4242;
   r.sr_instance_number = 7;

@@ -13,6 +13,7 @@
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcstack.h"
+#include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmsr/dsrdoc.h"
 #include "test_result.h"
 #include "test_util.h"
@@ -180,6 +181,57 @@ TEST_CASE("a re-run's SR names the SR it replaces in Predecessor Documents and s
   DSRDocument doc1;
   REQUIRE(doc1.read(*ff1.getDataset()).good());
   CHECK(doc1.getPredecessorDocuments().isEmpty());
+  fs::remove_all(dir);
+}
+
+TEST_CASE("SR regions on a whole-slide image state their pixel origin: FRAME on a tile, VOLUME on the slide") {
+  Result r = MakeHeadCtResult();
+  const std::string slide_uid = "1.2.826.0.1.3680043.8.498.10077";
+  r.sources = {{"1.2.826.0.1.3680043.8.498.10070", "SM", {{UID_VLWholeSlideMicroscopyImageStorage, slide_uid}}}};
+  r.findings.resize(1);
+  std::vector<Region>& regions = r.findings[0].regions;
+  REQUIRE(regions.size() == 2);
+  for (Region& g : regions) {
+    g.series_instance_uid = r.sources[0].series_instance_uid;
+    g.sop_class_uid = UID_VLWholeSlideMicroscopyImageStorage;
+    g.sop_instance_uid = slide_uid;
+    g.multi_frame = true;
+    g.graphic_type = GraphicType::kPolygon;
+  }
+  regions[0].frame_number = 12;
+  regions[0].points = {0, 0, 256, 0, 256, 256, 0, 256};
+  regions[1].frame_number = 12;  // the frame only names the image: the points lie on the total pixel matrix
+  regions[1].total_pixel_matrix = true;
+  regions[1].points = {2048, 1024, 3072, 1024, 3072, 2048, 2048, 2048};
+  StatusOr<std::string> sr = EncodeSr(r);
+  REQUIRE_MESSAGE(sr.ok(), sr.status().ToString());
+  fs::path dir = testing::TempDir("sr");
+  fs::path file = WriteFile(dir, "slide.dcm", *sr);
+  CHECK(DciodvfyErrors(file) == "");
+
+  DcmFileFormat ff;
+  REQUIRE(ff.loadFile(file.c_str()).good());
+  std::string origins;
+  DcmStack stack;
+  while (ff.getDataset()->search(DCM_PixelOriginInterpretation, stack, ESM_afterStackTop, OFTrue).good()) {
+    OFString value;
+    static_cast<DcmByteString*>(stack.top())->getOFString(value, 0);
+    origins += std::string(value.c_str()) + "\n";
+  }
+  CHECK(origins == "FRAME\nVOLUME\n");
+  DSRDocument doc;
+  REQUIRE(doc.read(*ff.getDataset()).good());
+  CHECK(ScoordSummary(doc.getTree()) == "POLYLINE 5 " + slide_uid + " frame 12\n" + "POLYLINE 5 " + slide_uid +
+                                            " frame -\n");
+
+  // Regions on other images carry no pixel origin.
+  Result ct = MakeHeadCtResult();
+  StatusOr<std::string> ct_sr = EncodeSr(ct);
+  REQUIRE(ct_sr.ok());
+  DcmFileFormat ct_ff;
+  REQUIRE(ct_ff.loadFile(WriteFile(dir, "ct.dcm", *ct_sr).c_str()).good());
+  DcmStack none;
+  CHECK(ct_ff.getDataset()->search(DCM_PixelOriginInterpretation, none, ESM_fromHere, OFTrue).bad());
   fs::remove_all(dir);
 }
 

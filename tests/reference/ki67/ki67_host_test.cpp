@@ -1,12 +1,14 @@
 // The built ki67.so and its model deployed in a plugin folder and run by the real host (registry, job runner) on
 // phantom whole-slide files scanned from disk, as aihubd runs it: routing by the default rules, tiles decoded by
-// the host's read_frame, the hot-spot region on its tile's frame, and the defects refused with the reason.
+// the host's read_frame, the hot-spot window on the slide's total pixel matrix (VOLUME in the SR), and the defects
+// refused with the reason.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <memory>
 #include <string>
 
+#include "compose/sr_encoder.h"
 #include "dicom/study.h"
 #include "phantom/wsi_ki67.h"
 #include "reference/support/reference_host.h"
@@ -61,8 +63,15 @@ TEST_CASE("ki67 through the host: a phantom slide's Ki-67 index, hot spot and co
   REQUIRE(f.regions.size() == 1);
   CHECK(f.regions[0].graphic_type == aihub::GraphicType::kPolygon);
   CHECK(f.regions[0].sop_instance_uid == truth->sop_instance_uid);
-  CHECK(f.regions[0].frame_number == truth->hotspot_center_tile + 1);
-  CHECK(f.regions[0].multi_frame);
+  CHECK(f.regions[0].total_pixel_matrix);
+  const float x0 = static_cast<float>(truth->hotspot_column), y0 = static_cast<float>(truth->hotspot_row);
+  const float x1 = x0 + static_cast<float>(truth->hotspot_width), y1 = y0 + static_cast<float>(truth->hotspot_height);
+  CHECK(f.regions[0].points == std::vector<float>{x0, y0, x1, y0, x1, y1, x0, y1});
+  // The SR marks it on the slide as a whole: no frame number, Pixel Origin Interpretation VOLUME.
+  const auto sr = aihub::compose::EncodeSr(*out.result);
+  REQUIRE_MESSAGE(sr.ok(), sr.status().ToString());
+  CHECK(sr->find("VOLUME") != std::string::npos);
+  CHECK(sr->find("FRAME") == std::string::npos);
 }
 
 TEST_CASE("ki67 through the host: a slide with a missing tile or a bad tile geometry is not applicable, with the reason") {

@@ -139,10 +139,14 @@ aihub_host_api MakeHost() {
     return AIHUB_OK;
   };
   h.add_region = [](aihub_job* j, uint32_t i, const aihub_region* r) -> int32_t {
-    const float tile = static_cast<float>(j->slide.options().tile);
+    // The plugin marks its hot spot on the total pixel matrix (ABI 1.2); a frame-relative region would be a defect.
+    const float size = static_cast<float>(j->slide.options().size);
     if (i >= j->findings.size() || r->series_index != 0 || r->frame_index >= j->frames) return AIHUB_INVALID_ARGUMENT;
+    if (r->struct_size < sizeof(aihub_region) || r->pixel_origin != AIHUB_PIXEL_ORIGIN_VOLUME) {
+      return AIHUB_INVALID_ARGUMENT;
+    }
     for (uint32_t k = 0; k < 2 * r->point_count; ++k) {
-      if (r->points[k] < 0 || r->points[k] > tile) return AIHUB_INVALID_ARGUMENT;
+      if (r->points[k] < 0 || r->points[k] > size) return AIHUB_INVALID_ARGUMENT;
     }
     j->findings[i].regions.emplace_back(r->frame_index,
                                         std::vector<float>(r->points, r->points + 2 * r->point_count));
@@ -249,10 +253,12 @@ TEST_CASE("ki67: the index, hot spot and counts match the phantom's truth, readi
     const double all = static_cast<double>(truth.positive_nuclei + truth.negative_nuclei);
     CHECK(m.at("KI67-POSITIVE").first + m.at("KI67-NEGATIVE").first == doctest::Approx(all).epsilon(0.03));
     CHECK(f.presence == (truth.global_index_percent >= 20 ? AIHUB_PRESENCE_PRESENT : AIHUB_PRESENCE_ABSENT));
-    // The hot spot's region is drawn on its centre tile, in that tile's pixels.
+    // The hot spot's region is the truth's window, on the total pixel matrix.
     REQUIRE(f.regions.size() == 1);
     CHECK(f.regions[0].first == truth.hotspot_center_tile);
-    CHECK(f.regions[0].second == std::vector<float>{0, 0, 256, 0, 256, 256, 0, 256});
+    const float x0 = static_cast<float>(truth.hotspot_column), y0 = static_cast<float>(truth.hotspot_row);
+    const float x1 = x0 + static_cast<float>(truth.hotspot_width), y1 = y0 + static_cast<float>(truth.hotspot_height);
+    CHECK(f.regions[0].second == std::vector<float>{x0, y0, x1, y0, x1, y1, x0, y1});
     CHECK(f.text.find("not for clinical use") != std::string::npos);
     CHECK_FALSE(job.summary.empty());
   }
