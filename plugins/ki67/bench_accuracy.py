@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Accuracy, speed and memory benchmark of the ki67 plugin on held-out phantom slides, through `aihubd analyze`.
 
-    /usr/bin/python3 plugins/ki67/bench_accuracy.py [--build build] [--count 12] [--size 4096]
+    /usr/bin/python3 plugins/ki67/bench_accuracy.py [--build build] [--count 12] [--size 4096] [--jpeg]
                                                     [--big-size 40960] [--big-dir /tmp/aihub-ki67-big]
 
 Generates --count held-out whole-slide images with `aihub-phantom wsi-ki67` (seeds from 80000 up: never used by
@@ -36,16 +36,16 @@ SPEED = re.compile(r"ki67: (\d+) tiles in ([0-9.]+) s \(([0-9.]+) tiles/s\)")
 RSS = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
 
 
-def folder_name(seed, size, rle):
-    return "wsi-ki67-s%d-%d%s" % (seed, size, "-rle" if rle else "")
+def folder_name(seed, size, rle, jpeg=False):
+    return "wsi-ki67-s%d-%d%s%s" % (seed, size, "-rle" if rle else "", "-jpeg90" if jpeg else "")
 
 
-def generate(phantom, out, seed, size, index, hotspots, rle=False):
+def generate(phantom, out, seed, size, index, hotspots, rle=False, jpeg=False):
     os.makedirs(out, exist_ok=True)
     subprocess.run([phantom, "wsi-ki67", "--out", out, "--seed", str(seed), "--size", str(size), "--index",
-                    str(index), "--hotspots", str(hotspots)] + (["--rle"] if rle else []),
-                   check=True, capture_output=True, text=True)
-    return os.path.join(out, folder_name(seed, size, rle))
+                    str(index), "--hotspots", str(hotspots)] + (["--rle"] if rle else []) +
+                   (["--jpeg"] if jpeg else []), check=True, capture_output=True, text=True)
+    return os.path.join(out, folder_name(seed, size, rle, jpeg))
 
 
 def analyze(aihubd, work, inp):
@@ -83,6 +83,8 @@ def main():
     ap.add_argument("--big-size", type=int, default=40960)
     ap.add_argument("--big-dir", default="/tmp/aihub-ki67-big")
     ap.add_argument("--device", default="auto", help="plugin config device: auto, cpu or cuda")
+    ap.add_argument("--jpeg", action="store_true",
+                    help="held-out slides with JPEG Baseline (YBR_FULL_422, quality 90) tiles, as scanners write")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
@@ -103,7 +105,7 @@ def main():
         seed = args.first_seed + i
         index, hotspots = 5 + (seed * 7919) % 50, seed % 4
         inp = os.path.join(work, "in-%d" % seed)
-        folder = generate(phantom, inp, seed, args.size, index, hotspots)
+        folder = generate(phantom, inp, seed, args.size, index, hotspots, jpeg=args.jpeg)
         truth = json.load(open(os.path.join(folder, "truth.json")))
         os.remove(os.path.join(folder, "truth.json"))  # the hub sees only DICOM
         text, wall, rss, rc = analyze(aihubd, work, inp)
@@ -125,8 +127,9 @@ def main():
     err = sorted(abs(r["index"] - r["truth_index"]) for r in rows)
     hot = sorted(abs(r["hotspot"] - r["truth_hotspot"]) for r in rows)
     speed = sorted(r["tiles_per_s"] for r in rows)
-    print("\n== Ki-67 held-out benchmark: %d slides of %d x %d px (%d tiles each), seeds %d-%d" %
-          (len(rows), args.size, args.size, rows[0]["tiles"], rows[0]["seed"], rows[-1]["seed"]))
+    print("\n== Ki-67 held-out benchmark: %d slides of %d x %d px (%d tiles each, %s), seeds %d-%d" %
+          (len(rows), args.size, args.size, rows[0]["tiles"], "JPEG Baseline" if args.jpeg else "uncompressed",
+           rows[0]["seed"], rows[-1]["seed"]))
     print(f"whole-slide index error, points  median {err[len(err) // 2]:.2f}  max {err[-1]:.2f}  "
           f"within 3 points {sum(e <= 3 for e in err)}/{len(err)}")
     print(f"hot-spot index error, points     median {hot[len(hot) // 2]:.2f}  max {hot[-1]:.2f}  "

@@ -6,6 +6,7 @@
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
 
 #include <algorithm>
 #include <cmath>
@@ -137,6 +138,48 @@ TEST_CASE("wsi-ki67: with rle the tiles are RLE Lossless fragments that DCMTK de
   const std::vector<uint8_t> flat(64 * 64 * 3, 200);
   const auto packed = aihub::phantom::EncodeRleRgbFrame(flat.data(), 64, 64);
   CHECK(packed.size() == 64 + 3 * 64 * 2);
+}
+
+TEST_CASE("wsi-ki67: with jpeg the tiles are JPEG Baseline YBR_FULL_422 fragments close to the rendered tiles") {
+  TempDir dir("ki67-jpeg");
+  WsiKi67Options o = Small(12);
+  o.jpeg = true;
+  const auto t = WriteWsiKi67(o, dir.path());
+  REQUIRE_MESSAGE(t.ok(), t.status().ToString());
+  const fs::path file = dir.path() / t->folder / t->file;
+  CHECK(t->folder == "wsi-ki67-s12-1024-jpeg90");
+  CHECK(Tag(file, DCM_TransferSyntaxUID, true) == UID_JPEGProcess1TransferSyntax);
+  CHECK(Tag(file, DCM_PhotometricInterpretation) == "YBR_FULL_422");
+  CHECK(Tag(file, DCM_LossyImageCompression) == "01");
+  CHECK(Tag(file, DCM_LossyImageCompressionMethod) == "ISO_10918_1");
+  // The stated ratio is the uncompressed size over the fragments' size, which the file size bounds from above.
+  const double ratio = std::stod(Tag(file, DCM_LossyImageCompressionRatio));
+  const double raw_bytes = 16.0 * 256 * 256 * 3;
+  CHECK(ratio > 2);
+  CHECK(ratio > raw_bytes / static_cast<double>(fs::file_size(file)));
+  aihub::testing::CheckDciodvfyClean(file, "VLWholeSlideMicroscopyImage");
+  DJDecoderRegistration::registerCodecs();
+  DcmFileFormat f;
+  REQUIRE(f.loadFile(file.c_str()).good());
+  DcmElement* element = nullptr;
+  REQUIRE(f.getDataset()->findAndGetElement(DCM_PixelData, element).good());
+  auto* pixels = static_cast<DcmPixelData*>(element);
+  auto slide = WsiKi67Slide::Create(o);
+  REQUIRE(slide.ok());
+  std::vector<uint8_t> decoded(256 * 256 * 3), rendered(256 * 256 * 3);
+  for (uint32_t k : {0u, 5u, 15u}) {
+    Uint32 start = 0;
+    OFString model;
+    REQUIRE(pixels->getUncompressedFrame(f.getDataset(), k, start, decoded.data(), decoded.size(), model).good());
+    CHECK(model == "RGB");  // the IJG decoder converts YCbCr back
+    slide->RenderTile(k, rendered.data());
+    double sum = 0;
+    for (size_t i = 0; i < decoded.size(); ++i) sum += std::abs(int{decoded[i]} - int{rendered[i]});
+    INFO("tile " << k);
+    CHECK(sum / static_cast<double>(decoded.size()) < 4.0);  // lossy, but colour and shape survive at quality 90
+    CHECK(decoded != rendered);
+  }
+  DJDecoderRegistration::cleanup();
 }
 
 TEST_CASE("wsi-ki67: the truth counts the nuclei of every tile and finds the densest-positive window") {
@@ -291,7 +334,14 @@ TEST_CASE("wsi-ki67: options outside the generator's range are refused with the 
   CHECK(big.status().message().find("37632") != std::string::npos);
   o.rle = true;  // RLE has no 4 GiB limit
   CHECK(WsiKi67Slide::Create(o).ok());
+  o.jpeg = true;  // nor JPEG, but one compression at a time
+  CHECK(WsiKi67Slide::Create(o).status().code() == AIHUB_INVALID_ARGUMENT);
   o.rle = false;
+  CHECK(WsiKi67Slide::Create(o).ok());
+  o.jpeg_quality = 30;
+  CHECK(WsiKi67Slide::Create(o).status().code() == AIHUB_INVALID_ARGUMENT);
+  o.jpeg = false;
+  o.jpeg_quality = 90;
   CHECK_FALSE(fs::exists(dir.path() / "wsi-ki67-s1-40960"));
   o.size = 37632;
   CHECK(WsiKi67Slide::Create(o).ok());

@@ -13,7 +13,8 @@
 //                 [--missing-phase K] [--uneven-spacing] [--department CARDIOLOGY] [--calling-ae MR_CARD1]
 //                 [--institution ...] [--mask-out FILE]
 //   aihub-phantom wsi-ki67 --out DIR --seed N [--size 4096] [--tile 256|512] [--index 1..80] [--hotspots 0..3]
-//                 [--missing-tile K] [--bad-tile-geometry] [--rle] [--department PATHOLOGY]
+//                 [--missing-tile K] [--bad-tile-geometry] [--rle | --jpeg [--jpeg-quality 50..100]]
+//                 [--department PATHOLOGY]
 //                 [--calling-ae WSI_SCAN1] [--institution ...]
 #include <cerrno>
 #include <cmath>
@@ -52,7 +53,8 @@ constexpr const char* kUsage =
     "                     [--missing-phase K] [--uneven-spacing] [--department CARDIOLOGY]\n"
     "                     [--calling-ae MR_CARD1] [--institution NAME] [--mask-out FILE]\n"
     "       aihub-phantom wsi-ki67 --out DIR --seed N [--size 4096] [--tile 256|512] [--index 1..80]\n"
-    "                     [--hotspots 0..3] [--missing-tile K] [--bad-tile-geometry] [--rle]\n"
+    "                     [--hotspots 0..3] [--missing-tile K] [--bad-tile-geometry]\n"
+    "                     [--rle | --jpeg [--jpeg-quality 50..100]]\n"
     "                     [--department PATHOLOGY] [--calling-ae WSI_SCAN1] [--institution NAME]\n"
     "Writes the study into DIR/<folder>/ (one file per CT slice, one DX image, one MR file per cine slice and\n"
     "phase) and the ground truth into DIR/<folder>/truth.json. --mask-out FILE writes the label mask as raw uint8,\n"
@@ -65,7 +67,8 @@ constexpr const char* kUsage =
     "wsi-ki67 writes one TILED_FULL whole-slide file (SM000001.dcm, RGB tiles streamed one at a time) with Ki-67\n"
     "truth (index, hot spot, nuclei counts); --missing-tile K leaves tile K out (NumberOfFrames one short),\n"
     "--bad-tile-geometry states a total pixel matrix the tiles do not cover; truth.json lists them under \"defects\".\n"
-    "Uncompressed PixelData holds at most 4 GiB (37632 px at 256 px tiles); --rle writes RLE Lossless, no limit.\n";
+    "Uncompressed PixelData holds at most 4 GiB (37632 px at 256 px tiles); --rle writes RLE Lossless, --jpeg JPEG\n"
+    "Baseline YBR_FULL_422 tiles (quality 90 unless --jpeg-quality), neither with a limit.\n";
 
 bool ParseUnsigned(const std::string& text, uint64_t max, uint64_t& out) {
   if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 20) return false;
@@ -391,12 +394,17 @@ int RunWsiKi67(int argc, char** argv) {
           options.bad_tile_geometry = true;
         } else if (flag == "--rle") {
           options.rle = true;
+        } else if (flag == "--jpeg") {
+          options.jpeg = true;
+        } else if (flag == "--jpeg-quality") {
+          if (!ParseUnsigned(value, 100, number) || number < 50) return "--jpeg-quality needs an integer in 50..100";
+          options.jpeg_quality = static_cast<int>(number);
         } else {
           return "unknown";
         }
         return "";
       },
-      {"--bad-tile-geometry", "--rle"});
+      {"--bad-tile-geometry", "--rle", "--jpeg"});
   if (rc != 0) return rc;
   if (!common.mask_out.empty()) return Fail("wsi-ki67 writes no label mask (--mask-out)");
   ApplyCommon(common, options);

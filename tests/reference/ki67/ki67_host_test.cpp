@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 
@@ -40,10 +42,12 @@ TEST_CASE("ki67 through the host: a phantom slide's Ki-67 index, hot spot and co
   o.seed = 90010;
   o.size = 2048;
   o.index_percent = 25;
-  bool rle = false;
+  bool rle = false, jpeg = false;
   SUBCASE("uncompressed") {}
   SUBCASE("RLE Lossless, read through the host's fragment index") { rle = true; }
+  SUBCASE("JPEG Baseline YBR_FULL_422 (lossy), as scanners write") { jpeg = true; }
   o.rle = rle;
+  o.jpeg = jpeg;
   const auto truth = aihub::phantom::WriteWsiKi67(o, host.root / "in");
   REQUIRE_MESSAGE(truth.ok(), truth.status().ToString());
 
@@ -97,3 +101,34 @@ TEST_CASE("ki67 through the host: a slide with a missing tile or a bad tile geom
   CHECK_MESSAGE(b.status.message().find("1152 x 1152 px total pixel matrix") != std::string::npos,
                 b.status.message());
 }
+
+TEST_CASE("ki67 through the host: a slide in a transfer syntax the host cannot decode fails with the reason") {
+  aihub::testing::ReferenceHost host("ki67", {"ki67.pt", "ki67.so"});
+  aihub::phantom::WsiKi67Options o;
+  o.seed = 90013;
+  o.size = 1024;
+  o.jpeg = true;
+  const auto slide = aihub::phantom::WriteWsiKi67(o, host.root / "in");
+  REQUIRE(slide.ok());
+  // Relabel it JPEG 2000 (same UID length, so only the meta header's bytes change): no codec in this build.
+  const std::filesystem::path file = host.root / "in" / slide->folder / slide->file;
+  std::string bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const std::string jpeg_baseline = "1.2.840.10008.1.2.4.50", jpeg2000 = "1.2.840.10008.1.2.4.90";
+  const size_t at = bytes.find(jpeg_baseline);
+  REQUIRE(at != std::string::npos);
+  REQUIRE(at < 1024);  // in the meta header
+  bytes.replace(at, jpeg2000.size(), jpeg2000);
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+
+  const auto out = RunOne(host, host.root / "in" / slide->folder);
+  CHECK(out.status.code() == AIHUB_FAILED_PRECONDITION);
+  CHECK_FALSE(out.result.has_value());
+  CHECK_MESSAGE(out.status.message().find("unsupported transfer syntax: JPEG 2000") != std::string::npos,
+                out.status.message());
+  CHECK(out.status.message().find("(1.2.840.10008.1.2.4.90), no decoder available") != std::string::npos);
+}
+

@@ -6,6 +6,8 @@
 #include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmjpeg/djcparam.h>
+#include <dcmtk/dcmjpeg/djeijg8.h>
 
 #include <algorithm>
 #include <cmath>
@@ -195,13 +197,15 @@ StatusOr<WsiKi67Slide> WsiKi67Slide::Create(const WsiKi67Options& o) {
   const uint64_t tiles = uint64_t{o.size / o.tile} * (o.size / o.tile);
   const uint64_t bytes = tiles * o.tile * o.tile * 3;
   if (o.size > 65536) return InvalidArgument("size must be at most 65536");
-  if (!o.rle && bytes > kMaxNativeBytes) {
+  if (o.rle && o.jpeg) return InvalidArgument("rle and jpeg exclude each other");
+  if (o.jpeg && (o.jpeg_quality < 50 || o.jpeg_quality > 100)) return InvalidArgument("jpeg quality must be 50..100");
+  if (!o.rle && !o.jpeg && bytes > kMaxNativeBytes) {
     const uint64_t max_across = static_cast<uint64_t>(
         std::floor(std::sqrt(static_cast<double>(kMaxNativeBytes / (uint64_t{o.tile} * o.tile * 3)))));
     return InvalidArgument("a " + std::to_string(o.size) + " px slide needs " + std::to_string(bytes) +
                            " bytes of uncompressed PixelData, over the 32-bit value length (4 GiB - 2); the largest "
                            "slide with " + std::to_string(o.tile) + " px tiles is " +
-                           std::to_string(max_across * o.tile) + " px (RLE Lossless has no such limit)");
+                           std::to_string(max_across * o.tile) + " px (RLE Lossless and JPEG have no such limit)");
   }
   if (!(o.index_percent >= 1 && o.index_percent <= 80)) return InvalidArgument("index must be in 1..80 %");
   if (o.hotspots > 3) return InvalidArgument("hotspots must be 0..3");
@@ -428,12 +432,31 @@ void WsiKi67Slide::RenderTile(uint32_t index, const std::vector<Ki67Nucleus>& nu
   }
 }
 
+StatusOr<std::vector<uint8_t>> EncodeJpegBaselineRgbFrame(const uint8_t* rgb, uint32_t rows, uint32_t columns,
+                                                          int quality) {
+  if (rows == 0 || columns == 0 || rows > 65535 || columns > 65535) return InvalidArgument("bad JPEG frame size");
+  // ECC_lossyYCbCr with 4:2:2 sampling: the IJG compressor converts the RGB input to YCbCr and subsamples chroma
+  // horizontally, which PS3.5 8.2.1 names YBR_FULL_422.
+  const DJCodecParameter parameters(ECC_lossyYCbCr, EDC_photometricInterpretation, EUC_never, EPC_default, OFFalse,
+                                    OFFalse, OFFalse, OFFalse, 0, 0, 0, OFFalse, ESS_422);
+  DJCompressIJG8Bit encoder(parameters, EJM_baseline, static_cast<Uint8>(quality));
+  std::vector<uint8_t> input(rgb, rgb + size_t{rows} * columns * 3);  // the codec's signature is not const
+  Uint8* out = nullptr;
+  Uint32 length = 0;
+  const OFCondition c = encoder.encode(static_cast<Uint16>(columns), static_cast<Uint16>(rows), EPI_RGB, 3,
+                                       input.data(), out, length);
+  std::unique_ptr<Uint8[]> owned(out);  // DCMTK allocates the stream with new[]
+  if (c.bad() || out == nullptr || length == 0) return Internal(std::string("JPEG encoding failed: ") + c.text());
+  return std::vector<uint8_t>(out, out + length);
+}
+
 std::string WsiKi67FolderName(const WsiKi67Options& o) {
   std::string name = "wsi-ki67-s" + std::to_string(o.seed) + "-" + std::to_string(o.size);
   if (o.tile != 256) name += "-t" + std::to_string(o.tile);
   if (o.missing_tile) name += "-missing-tile-" + std::to_string(*o.missing_tile);
   if (o.bad_tile_geometry) name += "-bad-tile-geometry";
   if (o.rle) name += "-rle";
+  if (o.jpeg) name += "-jpeg" + std::to_string(o.jpeg_quality);
   return name;
 }
 
@@ -484,6 +507,29 @@ Status PutSequenceItem(DcmItem* parent, const DcmTagKey& sequence, DcmItem*& ite
 }
 
 // Everything but PixelData.
+// LossyImageCompressionRatio is DS, at most 16 characters: the placeholder takes all 16 so that the real value,
+// padded with trailing spaces (allowed in DS), fits in place.
+constexpr const char* kRatioPlaceholder = "0000000000000001";
+
+// Overwrites the ratio placeholder in the written header (the explicit VR little endian element
+// (0028,2112) DS, length 16) with `ratio`.
+Status PatchLossyRatio(const std::filesystem::path& file, double ratio) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(file.c_str(), "r+b"), &std::fclose);
+  if (!f) return Unavailable("cannot reopen " + file.string());
+  std::vector<char> head(64 * 1024);
+  head.resize(std::fread(head.data(), 1, head.size(), f.get()));
+  const std::string element = std::string("\x28\x00\x12\x21" "DS" "\x10\x00", 8) + kRatioPlaceholder;
+  const auto at = std::search(head.begin(), head.end(), element.begin(), element.end());
+  if (at == head.end()) return Internal("LossyImageCompressionRatio placeholder not found in " + file.string());
+  char value[17];
+  std::snprintf(value, sizeof value, "%-16.4f", ratio);
+  if (std::fseek(f.get(), static_cast<long>((at - head.begin()) + 8), SEEK_SET) != 0 ||
+      std::fwrite(value, 1, 16, f.get()) != 16 || std::fflush(f.get()) != 0) {
+    return Unavailable("cannot write the compression ratio into " + file.string());
+  }
+  return Status::Ok();
+}
+
 Status FillHeader(DcmDataset* ds, const StudyIdentity& id, const WsiKi67Truth& t, uint32_t frames) {
   DicomPutter w(ds);
   const std::string& date = id.study_date;
@@ -527,7 +573,8 @@ Status FillHeader(DcmDataset* ds, const StudyIdentity& id, const WsiKi67Truth& t
   w.Put(DCM_PositionReferenceIndicator, "SLIDE_CORNER");
   // Image Pixel: 8-bit RGB, colour-by-pixel.
   w.PutU16(DCM_SamplesPerPixel, 3);
-  w.Put(DCM_PhotometricInterpretation, "RGB");
+  const bool jpeg = t.transfer_syntax_uid == UID_JPEGProcess1TransferSyntax;
+  w.Put(DCM_PhotometricInterpretation, jpeg ? "YBR_FULL_422" : "RGB");
   w.PutU16(DCM_PlanarConfiguration, 0);
   w.PutU16(DCM_Rows, static_cast<uint16_t>(t.tile));
   w.PutU16(DCM_Columns, static_cast<uint16_t>(t.tile));
@@ -548,7 +595,12 @@ Status FillHeader(DcmDataset* ds, const StudyIdentity& id, const WsiKi67Truth& t
     return Internal("cannot set the total pixel matrix attributes");
   }
   w.Put(DCM_ImageOrientationSlide, "0\\-1\\0\\-1\\0\\0");
-  w.Put(DCM_LossyImageCompression, "00");
+  w.Put(DCM_LossyImageCompression, jpeg ? "01" : "00");
+  if (jpeg) {
+    w.Put(DCM_LossyImageCompressionMethod, "ISO_10918_1");
+    // The ratio is known only once every tile is encoded: WriteWsiKi67 overwrites this fixed-width placeholder.
+    w.Put(DCM_LossyImageCompressionRatio, kRatioPlaceholder);
+  }
   w.Put(DCM_VolumetricProperties, "VOLUME");
   w.Put(DCM_SpecimenLabelInImage, "NO");
   w.Put(DCM_BurnedInAnnotation, "NO");
@@ -736,6 +788,10 @@ StatusOr<WsiKi67Truth> WriteWsiKi67(const WsiKi67Options& o, const std::filesyst
   std::filesystem::create_directories(dir, ec);
   if (ec) return Unavailable("cannot create " + dir.string() + ": " + ec.message());
 
+  const E_TransferSyntax xfer = o.rle ? EXS_RLELossless : o.jpeg ? EXS_JPEGProcess1 : EXS_LittleEndianExplicit;
+  t.transfer_syntax_uid = DcmXfer(xfer).getXferID();
+  const bool encapsulated = o.rle || o.jpeg;
+
   // The header goes through DCMTK without PixelData; PixelData's element header and the frames are appended.
   DcmFileFormat format;
   if (Status s = FillHeader(format.getDataset(), id, t, t.frames); !s.ok()) return s;
@@ -744,9 +800,7 @@ StatusOr<WsiKi67Truth> WriteWsiKi67(const WsiKi67Options& o, const std::filesyst
     return Internal("cannot set SourceApplicationEntityTitle");
   }
   const std::filesystem::path file = dir / t.file;
-  const E_TransferSyntax xfer = o.rle ? EXS_RLELossless : EXS_LittleEndianExplicit;
-  t.transfer_syntax_uid = DcmXfer(xfer).getXferID();
-  // RLE's data set is explicit VR little endian too; only PixelData differs.
+  // An encapsulated transfer syntax's data set is explicit VR little endian too; only PixelData differs.
   const OFCondition c = format.saveFile(file.c_str(), xfer, EET_ExplicitLength, EGL_withoutGL, EPD_noChange, 0, 0,
                                         EWM_updateMeta);
   if (c.bad()) return Unavailable("cannot write " + file.string() + ": " + c.text());
@@ -757,7 +811,7 @@ StatusOr<WsiKi67Truth> WriteWsiKi67(const WsiKi67Options& o, const std::filesyst
   std::setvbuf(out.get(), nullptr, _IOFBF, 1 << 22);
   auto write = [&](const uint8_t* data, size_t n) { return std::fwrite(data, 1, n, out.get()) == n; };
   bool ok = true;
-  if (o.rle) {
+  if (encapsulated) {
     // Undefined length, an empty Basic Offset Table item, then one fragment item per frame.
     const uint8_t start[20] = {0xe0, 0x7f, 0x10, 0x00, 'O', 'B', 0, 0, 0xff, 0xff, 0xff, 0xff,
                                0xfe, 0xff, 0x00, 0xe0, 0, 0, 0, 0};
@@ -768,14 +822,24 @@ StatusOr<WsiKi67Truth> WriteWsiKi67(const WsiKi67Options& o, const std::filesyst
     ok = write(header.data(), header.size());
   }
   Counter counter(tiles);
+  uint64_t jpeg_bytes = 0;
   std::vector<uint8_t> rgb(frame_bytes);
   for (uint32_t tile = 0; tile < tiles && ok; ++tile) {
     const std::vector<Ki67Nucleus> nuclei = slide.TileNuclei(tile);
     counter.Add(tile, nuclei);
     if (o.missing_tile && *o.missing_tile == tile) continue;
     slide.RenderTile(tile, nuclei, rgb.data());
-    if (o.rle) {
-      const std::vector<uint8_t> fragment = EncodeRleRgbFrame(rgb.data(), o.tile, o.tile);
+    if (encapsulated) {
+      std::vector<uint8_t> fragment;
+      if (o.rle) {
+        fragment = EncodeRleRgbFrame(rgb.data(), o.tile, o.tile);
+      } else {
+        StatusOr<std::vector<uint8_t>> encoded = EncodeJpegBaselineRgbFrame(rgb.data(), o.tile, o.tile, o.jpeg_quality);
+        if (!encoded.ok()) return encoded.status();
+        fragment = std::move(*encoded);
+      }
+      jpeg_bytes += o.jpeg ? fragment.size() : 0;
+      if (fragment.size() % 2 != 0) fragment.push_back(0);  // fragments have even length (JPEG: after EOI)
       uint8_t item[8] = {0xfe, 0xff, 0x00, 0xe0, 0, 0, 0, 0};
       PutLe32(item + 4, static_cast<uint32_t>(fragment.size()));
       ok = write(item, sizeof item) && write(fragment.data(), fragment.size());
@@ -783,7 +847,7 @@ StatusOr<WsiKi67Truth> WriteWsiKi67(const WsiKi67Options& o, const std::filesyst
       ok = write(rgb.data(), rgb.size());
     }
   }
-  if (o.rle && ok) {
+  if (encapsulated && ok) {
     const uint8_t end[8] = {0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0};
     ok = write(end, sizeof end);
   }
@@ -792,6 +856,10 @@ StatusOr<WsiKi67Truth> WriteWsiKi67(const WsiKi67Options& o, const std::filesyst
   ok = (std::fclose(raw) == 0) && ok;
   if (!ok) return Unavailable("cannot write the tiles of " + file.string());
   t.file_bytes = std::filesystem::file_size(file, ec);
+  if (o.jpeg) {
+    const double ratio = static_cast<double>(frame_bytes * t.frames) / static_cast<double>(jpeg_bytes);
+    if (Status s = PatchLossyRatio(file, ratio); !s.ok()) return s;
+  }
 
   WsiKi67Truth counted;
   counter.Finish(slide, counted);

@@ -25,7 +25,8 @@
 // 0.25 um. Uncompressed PixelData has a 32-bit length, so frames * tile^2 * 3 must stay below 4 GiB: the largest
 // square slide is 37632 px at 256 px tiles (147 x 147 tiles, 4.25 GB) and 37376 px at 512. With `rle` the tiles are
 // written RLE Lossless instead (encapsulated, one fragment per frame, empty Basic Offset Table), which has no such
-// limit: a 40960 px slide (160 x 160 tiles) is about 5.1 GB (the sensor noise leaves few runs to compress).
+// limit: a 40960 px slide (160 x 160 tiles) is about 5.1 GB (the sensor noise leaves few runs to compress). With
+// `jpeg` they are JPEG Baseline fragments (YBR_FULL_422), about a tenth of that.
 #pragma once
 
 #include <array>
@@ -61,6 +62,10 @@ struct WsiKi67Options {
   std::optional<uint32_t> missing_tile;
   bool bad_tile_geometry = false;
   bool rle = false;  // RLE Lossless transfer syntax (no 4 GiB limit) instead of uncompressed
+  // JPEG Baseline (Process 1) tiles, YBR_FULL_422 (4:2:2 chroma subsampling) at `jpeg_quality`, as most slide
+  // scanners write them; lossy, so the truth's counts describe the rendered tiles before compression.
+  bool jpeg = false;
+  int jpeg_quality = 90;  // 50..100
 };
 
 // One nucleus, in the coordinates of its tile (pixel centres at +0.5; (0, 0) is the tile's top-left corner).
@@ -165,6 +170,11 @@ WsiKi67Truth CountWsiKi67(const WsiKi67Slide& slide);
 // Encodes one RGB 8-bit frame (rows x columns x 3, colour-by-pixel) as a DICOM RLE Lossless fragment: a 64-byte
 // header and three PackBits segments (R, G, B planes, each row encoded on its own, each segment padded to even).
 std::vector<uint8_t> EncodeRleRgbFrame(const uint8_t* rgb, uint32_t rows, uint32_t columns);
+
+// Encodes one RGB 8-bit frame as a JPEG Baseline (ISO 10918-1 Process 1) fragment with YCbCr 4:2:2, the stream
+// for PhotometricInterpretation YBR_FULL_422 (DCMTK's IJG codec).
+StatusOr<std::vector<uint8_t>> EncodeJpegBaselineRgbFrame(const uint8_t* rgb, uint32_t rows, uint32_t columns,
+                                                          int quality);
 
 // Writes out_dir/<folder>/SM000001.dcm tile by tile (memory bounded by one tile) and truth.json; returns the truth.
 StatusOr<WsiKi67Truth> WriteWsiKi67(const WsiKi67Options& options, const std::filesystem::path& out_dir);
