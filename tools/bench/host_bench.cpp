@@ -13,6 +13,12 @@
 //           the rename of a new version into plugin_dir to the registry serving it (inotify watcher), and jobs
 //           lost, counted in the store (routed studies without a succeeded job), plus results whose version
 //           differs from the version their job was routed to.
+//   aihub-bench-host latency  --plugins DIR [--studies 10] [--only id,id,...]
+//       (d) per reference plugin in DIR (build/plugins: hyperdensity, ich, pe, pneumothorax, ki67,
+//           ejection_fraction), on --studies phantom studies of its kind made before timing: the plugin's execute
+//           time (inference, p50 and p95) and the host overhead ratio, the whole path per study (scan, route, job
+//           store, claim, execute, compose SR/FHIR/ORU, store, deliver files) over execute. The plugin is loaded
+//           once, as a running host has it; one warm-up study runs first and is reported apart.
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/oflog/oflog.h>
@@ -35,7 +41,11 @@
 #include "core/folder_sink.h"
 #include "core/host.h"
 #include "dicom/study.h"
+#include "phantom/cardiac_cine.h"
+#include "phantom/chest_xray.h"
+#include "phantom/ctpa.h"
 #include "phantom/head_ct.h"
+#include "phantom/wsi_ki67.h"
 #include "plugins/registry.h"
 
 namespace {
@@ -300,6 +310,132 @@ int Reload(const std::map<std::string, std::string>& o) {
   return (succeeded == studies && version_mismatch == 0) ? 0 : 1;
 }
 
+// Writes phantom study `i` of the kind `plugin` reads into `dir`; returns its folder, or "" for an unknown plugin.
+// Seeds 91000+ are never used by the training scripts; positives and negatives alternate.
+fs::path MakeStudyFor(const std::string& plugin, int i, const fs::path& dir) {
+  namespace ph = aihub::phantom;
+  const bool positive = i % 2 == 0;
+  auto folder = [&](const auto& truth) -> fs::path {
+    if (!truth.ok()) {
+      std::fprintf(stderr, "phantom for %s: %s\n", plugin.c_str(), truth.status().ToString().c_str());
+      std::exit(2);
+    }
+    fs::remove(dir / truth->folder / "truth.json");  // the hub sees only DICOM
+    return dir / truth->folder;
+  };
+  if (plugin == "ich" || plugin == "hyperdensity") {
+    ph::HeadCtOptions o;
+    o.seed = 91000 + i;
+    o.hemorrhage = positive ? ph::HemorrhageType::kIntraparenchymal : ph::HemorrhageType::kNone;
+    return folder(ph::WriteHeadCt(o, dir));
+  }
+  if (plugin == "pe") {
+    ph::CtpaOptions o;
+    o.seed = 92000 + i;
+    o.embolus = positive;
+    return folder(ph::WriteCtpa(o, dir));
+  }
+  if (plugin == "pneumothorax") {
+    ph::ChestXrayOptions o;
+    o.seed = 93000 + i;
+    o.pneumothorax = positive;
+    return folder(ph::WriteChestXray(o, dir));
+  }
+  if (plugin == "ki67") {
+    ph::WsiKi67Options o;
+    o.seed = 94000 + i;
+    o.jpeg = true;
+    return folder(ph::WriteWsiKi67(o, dir));
+  }
+  if (plugin == "ejection_fraction") {
+    ph::CardiacCineOptions o;
+    o.seed = 95000 + i;
+    o.ef_percent = positive ? 25 : 60;
+    return folder(ph::WriteCardiacCine(o, dir));
+  }
+  return {};
+}
+
+int Latency(const std::map<std::string, std::string>& o) {
+  const int studies = std::max(1, Int(o, "studies", 10));
+  std::vector<std::string> plugins = {"hyperdensity", "ich", "pe", "pneumothorax", "ki67", "ejection_fraction"};
+  if (o.count("only")) {
+    plugins.clear();
+    std::string list = o.at("only");
+    for (size_t start = 0; start <= list.size();) {
+      const size_t comma = std::min(list.find(',', start), list.size());
+      if (comma > start) plugins.push_back(list.substr(start, comma - start));
+      start = comma + 1;
+    }
+  }
+  const fs::path from = o.at("plugins");
+  std::printf("latency: per plugin, %d phantom studies after one warm-up, loaded once; medians (p50) and p95\n",
+              studies);
+  std::printf("  %-18s %-34s %9s %9s %9s %9s %8s\n", "plugin", "study", "first s", "exec p50", "exec p95",
+              "path p50", "ratio");
+  int rc = 0;
+  for (const std::string& id : plugins) {
+    if (!fs::exists(from / (id + ".so"))) {
+      std::printf("  %-18s not built (no %s.so in %s)\n", id.c_str(), id.c_str(), from.c_str());
+      continue;
+    }
+    const fs::path root = TempDir("latency-" + id);
+    const fs::path plugin_dir = root / "plugins";
+    fs::create_directories(plugin_dir);
+    if (fs::exists(from / (id + ".pt"))) fs::copy_file(from / (id + ".pt"), plugin_dir / (id + ".pt"));
+    fs::copy_file(from / (id + ".so"), plugin_dir / (id + ".so"));
+    std::vector<fs::path> inputs;
+    for (int i = 0; i <= studies; ++i) inputs.push_back(MakeStudyFor(id, i, root / ("in" + std::to_string(i))));
+    const std::string text = "state_dir: ./var\nplugin_dir: " + plugin_dir.string() + "\nplugins:\n  - id: " + id +
+                             "\n    modes: {default: integrated}\n";
+    auto config = aihub::config::ParseSiteConfig(text, root, "bench.yaml");
+    if (!config.ok()) return 2;
+    auto host = aihub::core::Host::Open(*config, aihub::core::FilePlanner(root / "output"));
+    if (!host.ok()) {
+      std::fprintf(stderr, "%s: %s\n", id.c_str(), host.status().ToString().c_str());
+      return 2;
+    }
+    std::vector<double> wall, exec, ratio;
+    double first = 0;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const auto t0 = Clock::now();
+      auto scanned = aihub::dicom::ScanDirectory(inputs[i]);
+      if (!scanned.ok() || scanned->studies.size() != 1) return 2;
+      auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
+      (*host)->catalog().Add(study);
+      if (!(*host)->runner().Submit(*study, {}, inputs[i].string()).ok()) return 2;
+      auto outcome = (*host)->runner().RunNext();
+      if (!outcome.ok() || !outcome->has_value() || !(**outcome).status.ok()) {
+        std::fprintf(stderr, "%s: study %zu did not succeed: %s\n", id.c_str(), i,
+                     !outcome.ok() ? outcome.status().ToString().c_str()
+                     : !outcome->has_value() ? "no job routed"
+                                             : (**outcome).status.ToString().c_str());
+        rc = 1;
+        break;
+      }
+      if (!aihub::core::DrainFileOutbox((*host)->store()).ok()) return 2;
+      const double w = Seconds(t0), e = (**outcome).execute_seconds;
+      if (i == 0) {
+        first = w;
+        continue;
+      }
+      wall.push_back(w);
+      exec.push_back(e);
+      ratio.push_back(w / e);
+    }
+    if (!exec.empty()) {
+      const std::string kind = inputs[1].filename().string();
+      std::printf("  %-18s %-34s %9.3f %9.3f %9.3f %9.3f %8.3f\n", id.c_str(), kind.substr(0, 34).c_str(), first,
+                  Median(exec), Percentile(exec, 0.95), Median(wall), Median(ratio));
+      std::fflush(stdout);
+    }
+    host->reset();
+    fs::remove_all(root);
+  }
+  std::printf("  (exec: the plugin's execute; path: scan to delivered files; ratio: path / exec per study, median)\n");
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -308,12 +444,13 @@ int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
   const auto o = Options(argc, argv);
   if (cmd == "decode") return Decode(o);
-  if ((cmd == "overhead" || cmd == "reload") && !o.count("plugins")) {
-    std::fprintf(stderr, "--plugins DIR (build/test-plugins) is required\n");
+  if ((cmd == "overhead" || cmd == "reload" || cmd == "latency") && !o.count("plugins")) {
+    std::fprintf(stderr, "--plugins DIR (build/test-plugins; build/plugins for latency) is required\n");
     return 2;
   }
   if (cmd == "overhead") return Overhead(o);
   if (cmd == "reload") return Reload(o);
-  std::fprintf(stderr, "usage: aihub-bench-host decode|overhead|reload [options]\n");
+  if (cmd == "latency") return Latency(o);
+  std::fprintf(stderr, "usage: aihub-bench-host decode|overhead|reload|latency [options]\n");
   return 2;
 }
