@@ -280,4 +280,10 @@ def main():
 
 
 if __name__ == "__main__":
+    # TorchScript writes some module constants in set order, which follows Python's per-process string hashing: pin
+    # the hash seed so the exported file is byte-identical from run to run (the weights are deterministic anyway).
+    # (Kept down here: the export records the source lines of the model code, which must not move.)
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable] + sys.argv)
     main()
