@@ -19,6 +19,7 @@
 #include "core/dicom_receiver.h"
 #include "core/service.h"
 #include "core/spool.h"
+#include "core/stow_server.h"
 #include "core/study_tracker.h"
 #include "dicomweb/client.h"
 #include "dicomweb/fhir.h"
@@ -210,6 +211,7 @@ class Adapter::Impl {
   std::unique_ptr<PacsAdapterService> service;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<DicomReceiver> receiver;
+  std::unique_ptr<StowServer> stow;
   std::unique_ptr<hl7::Listener> listener;
   std::thread orders;
   std::mutex orders_mu;
@@ -429,6 +431,28 @@ StatusOr<std::unique_ptr<Adapter>> Adapter::Start(const config::SiteConfig& conf
   if (!receiver.ok()) return receiver.status();
   a.receiver = std::move(receiver).value();
 
+  if (!a.settings.stow.listen.empty()) {
+    StowSettings ss;
+    ss.listen = a.settings.stow.listen;
+    ss.max_instance_bytes = static_cast<uint64_t>(a.settings.stow.max_instance_mb) << 20;
+    ss.complete_after_seconds = a.settings.stow.complete_after_seconds;
+    if (!a.settings.stow.bearer_token_env.empty()) {
+      const char* token = std::getenv(a.settings.stow.bearer_token_env.c_str());
+      if (token == nullptr || *token == '\0') {
+        return FailedPrecondition("adapter.stow.bearer_token_env names " + a.settings.stow.bearer_token_env +
+                                  ", which is not set");
+      }
+      ss.bearer_token = token;
+    }
+    auto stow = StowServer::Start(
+        ss, *a.spool, [raw](const std::string& study) { raw->Stored(study); },
+        [raw](const std::string& study) {
+          auto event = raw->tracker->CompleteNow(study, v1::TRIGGER_STOW, "", "");
+          if (!event.ok()) LogInfo("stow", "study " + study + " not completed by STOW: " + event.status().ToString());
+        });
+    if (!stow.ok()) return stow.status();
+    a.stow = std::move(stow).value();
+  }
   if (!a.settings.hl7.listen.empty()) {
     hl7::ListenerOptions lo;
     lo.ack = Outbound(a.settings.hl7);
@@ -444,7 +468,11 @@ StatusOr<std::unique_ptr<Adapter>> Adapter::Start(const config::SiteConfig& conf
   a.tracker->Start();
   a.orders = std::thread([raw] { raw->OrderLoop(); });
   LogInfo("adapter", std::string("aihub-adapter ") + AdapterVersion() + ": gRPC " + a.grpc_endpoint + ", DICOM " +
-                         rs.ae_title + " port " + std::to_string(rs.port) + ", HL7 in " +
+                         rs.ae_title + " port " + std::to_string(rs.port) + ", STOW-RS " +
+                         (a.stow ? a.settings.stow.listen.substr(0, a.settings.stow.listen.rfind(':') + 1) +
+                                       std::to_string(a.stow->port())
+                                 : std::string("off")) +
+                         ", HL7 in " +
                          (a.settings.hl7.listen.empty() ? "off" : a.settings.hl7.listen) + ", out " +
                          (a.settings.hl7.send_to.empty() ? "off" : a.settings.hl7.send_to) + ", DICOMweb " +
                          (a.settings.dicomweb.url.empty() ? "off" : a.settings.dicomweb.url) + ", FHIR " +
@@ -456,6 +484,7 @@ void Adapter::Stop() {
   if (!impl_ || impl_->stop.exchange(true)) return;
   Impl& a = *impl_;
   if (a.receiver) a.receiver->Stop();
+  if (a.stow) a.stow->Stop();
   if (a.listener) a.listener->Stop();
   {
     std::lock_guard<std::mutex> lock(a.orders_mu);

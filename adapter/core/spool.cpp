@@ -96,7 +96,8 @@ StatusOr<InstanceUids> ReadInstanceUids(const fs::path& file) {
     while (!out.empty() && (out.back() == ' ' || out.back() == '\0')) out.pop_back();
     return out;
   };
-  InstanceUids uids{get(DCM_StudyInstanceUID), get(DCM_SeriesInstanceUID), get(DCM_SOPInstanceUID)};
+  InstanceUids uids{get(DCM_StudyInstanceUID), get(DCM_SeriesInstanceUID), get(DCM_SOPInstanceUID),
+                    get(DCM_SOPClassUID)};
   if (!IsValidUid(uids.study_uid) || !IsValidUid(uids.series_uid) || !IsValidUid(uids.sop_uid)) {
     return InvalidArgument("missing or invalid Study/Series/SOP Instance UID");
   }

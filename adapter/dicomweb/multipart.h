@@ -12,7 +12,9 @@
 namespace aihub::dicomweb {
 
 // The boundary parameter of a multipart Content-Type value (quoted or not, parameter names case-insensitive);
-// INVALID_ARGUMENT when the type is not multipart/* or has no usable boundary (1..70 characters).
+// INVALID_ARGUMENT when the type is not multipart/* or has no usable boundary (1..200 characters: RFC 2046 says
+// at most 70, but senders exceed it, e.g. Orthanc's DICOMweb client with 73).
+inline constexpr size_t kMaxBoundary = 200;
 StatusOr<std::string> MultipartBoundary(std::string_view content_type);
 
 // Feeds on a multipart body in chunks of any size and hands each part to `on_part` as soon as its closing

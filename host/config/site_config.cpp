@@ -254,7 +254,9 @@ class SiteConfigParser {
   }
 
   Status ParseAdapter(const YAML::Node& node, AdapterSettings* adapter) {
-    static const std::vector<std::string> kKeys = {"grpc_listen", "dicom", "dicomweb", "hl7", "fhir"};
+    static const std::vector<std::string> kKeys = {"grpc_listen", "dicom", "dicomweb", "stow", "hl7", "fhir"};
+    static const std::vector<std::string> kStow = {"listen", "bearer_token_env", "max_instance_mb",
+                                                   "complete_after_seconds"};
     static const std::vector<std::string> kDicom = {"ae_title",         "port",
                                                     "stable_seconds",   "allowed_callers",
                                                     "max_associations", "expected_count_from_qido"};
@@ -304,6 +306,27 @@ class SiteConfigParser {
         }
       } else if (section.key == "dicomweb" || section.key == "fhir") {
         s = ParseHttpLink(section, section.key == "fhir" ? &adapter->fhir : &adapter->dicomweb);
+      } else if (section.key == "stow") {
+        StatusOr<MapReader> stow = MapReader::Read(section.value, name_, "adapter.stow", &kStow);
+        if (!stow.ok()) return stow.status();
+        for (const MapEntry& e : stow->entries()) {
+          if (e.key == "listen") {
+            s = Endpoint(e, true, false, &adapter->stow.listen);
+          } else if (e.key == "bearer_token_env") {
+            s = String(e, &adapter->stow.bearer_token_env);
+          } else if (e.key == "max_instance_mb") {
+            s = Integer(e, 1, 65536, &adapter->stow.max_instance_mb);
+          } else if (e.key == "complete_after_seconds") {
+            std::optional<double> v;
+            if (e.value.IsScalar()) v = internal::ParseDecimal(e.value.Scalar());
+            if (!v || *v < 0) {
+              s = ErrorAt(name_, e.value, "'complete_after_seconds' expects a number >= 0, got " + Describe(e.value));
+            } else {
+              adapter->stow.complete_after_seconds = *v;
+            }
+          }
+          if (!s.ok()) return s;
+        }
       } else if (section.key == "hl7") {
         StatusOr<MapReader> hl7 = MapReader::Read(section.value, name_, "adapter.hl7", &kHl7);
         if (!hl7.ok()) return hl7.status();

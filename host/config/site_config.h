@@ -77,6 +77,14 @@ struct AdapterHl7Settings {
   int order_timeout_hours = 24;               // an order whose study never appears in the PACS is dropped then
 };
 
+// The adapter as a DICOMweb STOW-RS server, for senders that push over HTTP; off unless `listen` is set.
+struct AdapterStowSettings {
+  std::string listen;                   // host:port; "" = off
+  std::string bearer_token_env;         // require "Authorization: Bearer $VAR"; "" = no authentication
+  int max_instance_mb = 256;            // one instance's size limit (bodies stream; one instance in memory at a time)
+  double complete_after_seconds = 1;    // a study completes this long after its last STOW request ended; >= 0
+};
+
 inline HttpLinkSettings DefaultDicomweb() {
   HttpLinkSettings link;
   link.url = "http://127.0.0.1:8042/dicom-web";
@@ -87,6 +95,7 @@ struct AdapterSettings {
   std::string grpc_listen = "127.0.0.1:50052";  // PacsAdapter service
   AdapterDicomSettings dicom;
   HttpLinkSettings dicomweb = DefaultDicomweb();  // the PACS / VNA
+  AdapterStowSettings stow;
   AdapterHl7Settings hl7;
   HttpLinkSettings fhir;                        // fhir.url "" = off
 };

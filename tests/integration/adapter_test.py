@@ -51,13 +51,17 @@ class Stack:
     """Orthanc + MLLP peer + aihub-adapter + aihubd serve in one temp folder, configured by one site config."""
 
     def __init__(self, modes="{emergency: integrated, default: silent}", stable_seconds=1.0, allowed_callers=None,
-                 departments=None, count_from_qido=False, fhir_fail_first=None):
+                 departments=None, count_from_qido=False, fhir_fail_first=None, stow=False):
         self.root = tempfile.mkdtemp(prefix="aihub-adapter-test-")
         self.grpc_port, self.dicom_port = free_port(), free_port()
         self.hl7_in, self.hl7_out = free_port(), free_port()
         self.fhir_port = free_port() if fhir_fail_first is not None else None
         self.fhir_fail_first = fhir_fail_first
-        self.orthanc = Orthanc(os.path.join(self.root, "orthanc"))
+        # With stow, the adapter is also a STOW-RS server, and the PACS knows it as DICOMweb server "aihub".
+        self.stow_port = free_port() if stow else None
+        self.stow_url = "http://127.0.0.1:%d/dicom-web" % self.stow_port if stow else None
+        self.orthanc = Orthanc(os.path.join(self.root, "orthanc"),
+                               dicomweb_servers={"aihub": self.stow_url + "/"} if stow else None)
         self.orthanc.start()
         self.oru_path = os.path.join(self.root, "received.hl7")
         self.procs = {}
@@ -77,6 +81,7 @@ adapter:
   dicom: {ae_title: AIHUB, port: %(dicom)d, stable_seconds: %(stable)s, allowed_callers: %(callers)s,
           expected_count_from_qido: %(count)s}
   dicomweb: {url: "%(dicomweb)s"}
+  stow: {listen: "%(stow)s"}
   hl7: {listen: 127.0.0.1:%(hl7in)d, send_to: 127.0.0.1:%(hl7out)d, receiving_application: RADRIS,
         receiving_facility: GENHOSP}
   fhir: {url: "%(fhir)s"}
@@ -87,7 +92,8 @@ departments:
 """ % dict(grpc=self.grpc_port, dicom=self.dicom_port, stable=stable_seconds, callers=callers,
            count="true" if count_from_qido else "false",
            fhir="http://127.0.0.1:%d/fhir" % self.fhir_port if self.fhir_port else "",
-           dicomweb=self.orthanc.dicomweb_url, hl7in=self.hl7_in, hl7out=self.hl7_out, departments=departments,
+           dicomweb=self.orthanc.dicomweb_url, stow="127.0.0.1:%d" % self.stow_port if stow else "",
+           hl7in=self.hl7_in, hl7out=self.hl7_out, departments=departments,
            modes=modes))
         self.start("peer")
         if self.fhir_port:
@@ -109,6 +115,8 @@ departments:
             self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=self.root)
         if name == "adapter":
             wait_until("the adapter's DICOM port", lambda: self._port_open(self.dicom_port), 30)
+            if self.stow_port:
+                wait_until("the adapter's STOW-RS port", lambda: self._port_open(self.stow_port), 30)
         if name == "peer":
             wait_until("the MLLP peer", lambda: self._port_open(self.hl7_out), 30)
         if name == "fhir":
@@ -195,6 +203,20 @@ departments:
             self.stop(name)
         self.orthanc.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def post_json(url, payload, raw=False):
+    """POSTs JSON (or, with raw, the string as is) and returns the decoded JSON answer."""
+    data = payload.encode() if raw else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read() or b"null")
+
+
+def dicom_uid(path, tag):
+    """The value of a UI attribute ("gggg,eeee") in a DICOM file, read with dcmdump."""
+    r = run(["dcmdump", "+P", tag, path])
+    return r.stdout.split("[", 1)[1].split("]", 1)[0]
 
 
 def send_hl7(port, message):
@@ -408,6 +430,81 @@ class AdapterTest(unittest.TestCase):
         self.assertGreaterEqual(types.count("Observation"), 1)
         self.assertEqual(len(created), len({r["ifNoneExist"] for r in created}))
         self.assertIn("FHIR transaction: Observation/", s.log("adapter"))
+
+    def test_stow_from_the_pacs_dicomweb_client_completes_the_study_and_the_sr_comes_back(self):
+        # The quiet time is long: the study can only complete in time because its STOW requests ended.
+        s = self.stack = Stack(stow=True, stable_seconds=60)
+        study, files = s.phantom(seed=21, slices=24)
+        s.upload_to_pacs(files)
+        [found] = post_json(s.orthanc.http_url + "/tools/lookup", study, raw=True)
+        # Orthanc's DICOMweb client sends the study to the adapter (in several requests: a few instances each).
+        post_json(s.orthanc.http_url + "/dicom-web/servers/aihub/stow",
+                  {"Resources": [found["ID"]], "Synchronous": True})
+        srs = s.wait("the SR in the PACS", lambda: s.pacs_sr(study), 45)
+        self.assertEqual(len(srs), 1)
+        log = s.log("adapter")
+        self.assertIn("TRIGGER_STOW", log)
+        stored = sum(int(l.split(": ")[-1].split(" stored")[0]) for l in log.splitlines() if "STOW-RS /dicom-web/studies:" in l)
+        self.assertEqual(stored, len(files))
+        # One completion, one job, every instance in it.
+        self.assertEqual(log.count("complete (generation"), 1, log)
+        self.assertEqual(s.db("SELECT generation, state FROM jobs WHERE study_instance_uid = ?", study),
+                         [(1, "succeeded")])
+        self.assertIn("fetched %d instance(s)" % len(files), s.log("hub"))
+
+    def test_stow_bad_bodies_get_the_reason_acknowledged_instances_are_kept_and_it_keeps_serving(self):
+        s = self.stack = Stack(stow=True, stable_seconds=60)
+        study, files = s.phantom(seed=22, slices=10, size=64)
+        url = s.stow_url + "/studies"
+        sop_uids = [dicom_uid(f, "0008,0018") for f in files]
+
+        def stow(parts, target=url, content_type=None, method="POST"):
+            boundary = "aihub-test-boundary-7d1"
+            if parts is None:  # a body that ends inside its first part
+                body = b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\ntruncated"
+            else:
+                body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + p +
+                                b"\r\n" for p in parts) + b"--" + boundary.encode() + b"--\r\n"
+            req = urllib.request.Request(target, data=body if method == "POST" else None, method=method, headers={
+                "Content-Type": content_type or 'multipart/related; type="application/dicom"; boundary=' + boundary})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, r.headers.get("Content-Type"), r.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.headers.get("Content-Type"), e.read()
+
+        def read(path):
+            with open(path, "rb") as f:
+                return f.read()
+
+        code, _, body = stow([read(files[0])], content_type="application/dicom")
+        self.assertEqual(code, 415, body)
+        self.assertIn(b"multipart/related", body)
+        code, _, _ = stow([], method="GET")
+        self.assertEqual(code, 405)
+        code, _, body = stow(None)
+        self.assertEqual(code, 400)
+        self.assertIn(b"no closing delimiter", body)
+        # Two good instances and one that is not DICOM: 202, the good ones acknowledged, the other failed (0xC000).
+        code, ctype, body = stow([read(files[0]), b"not a DICOM file", read(files[1])])
+        self.assertEqual(code, 202, body)
+        self.assertEqual(ctype, "application/dicom+json")
+        answer = json.loads(body)
+        self.assertEqual([i["00081155"]["Value"][0] for i in answer["00081199"]["Value"]], sop_uids[:2])
+        self.assertEqual([i["00081197"]["Value"][0] for i in answer["00081198"]["Value"]], [0xC000])
+        # Instances of another study than the URL names fail with their UIDs; nothing stored: 409.
+        code, _, body = stow([read(files[2])], target=url + "/1.2.3.4.5")
+        self.assertEqual(code, 409, body)
+        failed = json.loads(body)["00081198"]["Value"]
+        self.assertEqual(failed[0]["00081155"]["Value"][0], sop_uids[2])
+        # The adapter still serves: the rest of the study, to the study's own URL.
+        code, _, body = stow([read(f) for f in files[2:]], target=url + "/" + study)
+        self.assertEqual(code, 200, body)
+        s.wait("the SR in the PACS", lambda: s.pacs_sr(study), 45)
+        # Every acknowledged instance reached the hub, once.
+        self.assertIn("fetched %d instance(s)" % len(files), s.log("hub"))
+        self.assertEqual(s.db("SELECT generation, state FROM jobs WHERE study_instance_uid = ?", study),
+                         [(1, "succeeded")])
 
     def test_bad_dicom_input_is_refused_and_the_adapter_keeps_serving(self):
         s = self.stack = Stack(allowed_callers=["CT_ER1"])

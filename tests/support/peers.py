@@ -60,6 +60,8 @@ class Orthanc:
     """An Orthanc process with its own storage, index and config in `work_dir`, on free ports.
 
     modalities: {name: (aet, host, port)}, the DICOM peers Orthanc may C-STORE to (e.g. the adapter).
+    dicomweb_servers: {name: base URL}, the DICOMweb servers Orthanc's DICOMweb client may STOW to
+    (POST /dicom-web/servers/<name>/stow).
     users: {name: password}; when given, HTTP basic authentication is on. http_port / dicom_port: fixed ports
     (default: free ones). Orthanc 1.10 cannot bind its servers to one
     address; RemoteAccessAllowed false makes it refuse every client but localhost.
@@ -70,10 +72,11 @@ class Orthanc:
     """
 
     def __init__(self, work_dir, aet="ORTHANC", modalities=None, users=None, start_timeout=30.0, http_port=None,
-                 dicom_port=None):
+                 dicom_port=None, dicomweb_servers=None):
         self.work_dir = os.path.abspath(work_dir)
         self.aet = aet
         self.modalities = modalities or {}
+        self.dicomweb_servers = dicomweb_servers or {}
         self.users = users or {}
         self.auth = next(iter(self.users.items()), None)
         self.start_timeout = start_timeout
@@ -97,7 +100,8 @@ class Orthanc:
             "AuthenticationEnabled": bool(self.users),
             "RegisteredUsers": self.users,
             "Plugins": [DICOMWEB_PLUGIN],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False,
+                         "Servers": {name: [url] for name, url in self.dicomweb_servers.items()}},
             "DicomModalities": {name: list(peer) for name, peer in self.modalities.items()},
             "DicomAlwaysAllowStore": True,
             "DicomScuTimeout": 10,

@@ -42,6 +42,11 @@ TEST_CASE("MultipartBoundary reads quoted and plain boundaries and rejects the r
   CHECK(MultipartBoundary("multipart/related; boundary=\"\"").status().code() == AIHUB_INVALID_ARGUMENT);
   CHECK(MultipartBoundary("application/dicom; boundary=abc").status().code() == AIHUB_INVALID_ARGUMENT);
   CHECK(MultipartBoundary("").status().code() == AIHUB_INVALID_ARGUMENT);
+  // Over RFC 2046's 70 characters, as Orthanc's DICOMweb client sends (73), is accepted up to 200.
+  const std::string orthanc(73, 'b');
+  CHECK(*MultipartBoundary("multipart/related; type=\"application/dicom\"; boundary=" + orthanc) == orthanc);
+  CHECK(MultipartBoundary("multipart/related; boundary=" + std::string(201, 'b')).status().code() ==
+        AIHUB_INVALID_ARGUMENT);
   CHECK(MultipartParser::Create("multipart/related", nullptr, 10).status().code() == AIHUB_INVALID_ARGUMENT);
 }
 

@@ -198,6 +198,23 @@ adapter:
   CHECK(ErrorOf("adapter:\n  fhir: {password: secret}\n").find("password") != std::string::npos);
 }
 
+TEST_CASE("adapter STOW-RS server: off by default, listen, token variable, limits") {
+  CHECK(Parse("adapter: {}\n").adapter.stow.listen.empty());
+  SiteConfig c = Parse(R"(
+adapter:
+  stow: {listen: "127.0.0.1:8081", bearer_token_env: STOW_TOKEN, max_instance_mb: 2048, complete_after_seconds: 2.5}
+)");
+  CHECK(c.adapter.stow.listen == "127.0.0.1:8081");
+  CHECK(c.adapter.stow.bearer_token_env == "STOW_TOKEN");
+  CHECK(c.adapter.stow.max_instance_mb == 2048);
+  CHECK(c.adapter.stow.complete_after_seconds == 2.5);
+  CHECK(ErrorOf("adapter:\n  stow: {listen: nowhere}\n").find("2:18: 'listen' expects HOST:PORT") != std::string::npos);
+  CHECK(ErrorOf("adapter:\n  stow: {complete_after_seconds: -1}\n").find("'complete_after_seconds' expects") !=
+        std::string::npos);
+  CHECK(ErrorOf("adapter:\n  stow: {max_instance_mb: 0}\n").find("max_instance_mb") != std::string::npos);
+  CHECK(ErrorOf("adapter:\n  stow: {token: x}\n").find("token") != std::string::npos);
+}
+
 TEST_CASE("departments by tag, calling AE and HL7 location, else default") {
   SiteConfig c = Parse(kDepartments);
   REQUIRE(c.departments.size() == 3);
