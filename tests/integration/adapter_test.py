@@ -51,7 +51,7 @@ class Stack:
     """Orthanc + MLLP peer + aihub-adapter + aihubd serve in one temp folder, configured by one site config."""
 
     def __init__(self, modes="{emergency: integrated, default: silent}", stable_seconds=1.0, allowed_callers=None,
-                 departments=None, count_from_qido=False, fhir_fail_first=None, stow=False):
+                 departments=None, count_from_qido=False, fhir_fail_first=None, stow=False, stow_token=None):
         self.root = tempfile.mkdtemp(prefix="aihub-adapter-test-")
         self.grpc_port, self.dicom_port = free_port(), free_port()
         self.hl7_in, self.hl7_out = free_port(), free_port()
@@ -65,6 +65,7 @@ class Stack:
         self.orthanc.start()
         self.oru_path = os.path.join(self.root, "received.hl7")
         self.procs = {}
+        self.env = dict(ENV, AIHUB_TEST_STOW_TOKEN=stow_token) if stow_token else ENV
         os.makedirs(os.path.join(self.root, "plugins"))
         shutil.copy(os.path.join(BUILD, "plugins", "hyperdensity.so"), os.path.join(self.root, "plugins"))
         departments = departments or "  - id: emergency\n    match: {InstitutionalDepartmentName: EMERGENCY}\n"
@@ -81,7 +82,7 @@ adapter:
   dicom: {ae_title: AIHUB, port: %(dicom)d, stable_seconds: %(stable)s, allowed_callers: %(callers)s,
           expected_count_from_qido: %(count)s}
   dicomweb: {url: "%(dicomweb)s"}
-  stow: {listen: "%(stow)s"}
+  stow: {listen: "%(stow)s", bearer_token_env: "%(stow_token_env)s"}
   hl7: {listen: 127.0.0.1:%(hl7in)d, send_to: 127.0.0.1:%(hl7out)d, receiving_application: RADRIS,
         receiving_facility: GENHOSP}
   fhir: {url: "%(fhir)s"}
@@ -93,6 +94,7 @@ departments:
            count="true" if count_from_qido else "false",
            fhir="http://127.0.0.1:%d/fhir" % self.fhir_port if self.fhir_port else "",
            dicomweb=self.orthanc.dicomweb_url, stow="127.0.0.1:%d" % self.stow_port if stow else "",
+           stow_token_env="AIHUB_TEST_STOW_TOKEN" if stow_token else "",
            hl7in=self.hl7_in, hl7out=self.hl7_out, departments=departments,
            modes=modes))
         self.start("peer")
@@ -112,7 +114,8 @@ departments:
         else:
             args = [AIHUBD, "serve", "--config", self.config]
         with open(os.path.join(self.root, name + ".log"), "a") as log:
-            self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=self.root)
+            self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                                cwd=self.root)
         if name == "adapter":
             wait_until("the adapter's DICOM port", lambda: self._port_open(self.dicom_port), 30)
             if self.stow_port:
@@ -505,6 +508,33 @@ class AdapterTest(unittest.TestCase):
         self.assertIn("fetched %d instance(s)" % len(files), s.log("hub"))
         self.assertEqual(s.db("SELECT generation, state FROM jobs WHERE study_instance_uid = ?", study),
                          [(1, "succeeded")])
+
+    def test_stow_requires_the_configured_bearer_token(self):
+        s = self.stack = Stack(stow=True, stow_token="s3cr3t-token")
+        _, files = s.phantom(seed=23, slices=10, size=64)
+        with open(files[0], "rb") as f:
+            part = f.read()
+        boundary = "aihub-token-test"
+        body = (b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + part + b"\r\n--" +
+                boundary.encode() + b"--\r\n")
+
+        def post(token):
+            headers = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=' + boundary}
+            if token is not None:
+                headers["Authorization"] = "Bearer " + token
+            req = urllib.request.Request(s.stow_url + "/studies", data=body, method="POST", headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, r.headers
+            except urllib.error.HTTPError as e:
+                return e.code, e.headers
+
+        code, headers = post(None)
+        self.assertEqual(code, 401)
+        self.assertTrue(headers.get("WWW-Authenticate", "").startswith("Bearer"))
+        self.assertEqual(post("wrong")[0], 401)
+        self.assertEqual(post("s3cr3t-token")[0], 200)
+        self.assertEqual(len(s.log("adapter").split("STOW-RS /dicom-web/studies: 1 stored")), 2)
 
     def test_bad_dicom_input_is_refused_and_the_adapter_keeps_serving(self):
         s = self.stack = Stack(allowed_callers=["CT_ER1"])
