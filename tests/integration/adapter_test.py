@@ -51,7 +51,8 @@ class Stack:
     """Orthanc + MLLP peer + aihub-adapter + aihubd serve in one temp folder, configured by one site config."""
 
     def __init__(self, modes="{emergency: integrated, default: silent}", stable_seconds=1.0, allowed_callers=None,
-                 departments=None, count_from_qido=False, fhir_fail_first=None, stow=False, stow_token=None):
+                 departments=None, count_from_qido=False, fhir_fail_first=None, stow=False, stow_token=None,
+                 stow_max_mb=256):
         self.root = tempfile.mkdtemp(prefix="aihub-adapter-test-")
         self.grpc_port, self.dicom_port = free_port(), free_port()
         self.hl7_in, self.hl7_out = free_port(), free_port()
@@ -82,7 +83,7 @@ adapter:
   dicom: {ae_title: AIHUB, port: %(dicom)d, stable_seconds: %(stable)s, allowed_callers: %(callers)s,
           expected_count_from_qido: %(count)s}
   dicomweb: {url: "%(dicomweb)s"}
-  stow: {listen: "%(stow)s", bearer_token_env: "%(stow_token_env)s"}
+  stow: {listen: "%(stow)s", bearer_token_env: "%(stow_token_env)s", max_instance_mb: %(stow_max)d}
   hl7: {listen: 127.0.0.1:%(hl7in)d, send_to: 127.0.0.1:%(hl7out)d, receiving_application: RADRIS,
         receiving_facility: GENHOSP}
   fhir: {url: "%(fhir)s"}
@@ -94,7 +95,7 @@ departments:
            count="true" if count_from_qido else "false",
            fhir="http://127.0.0.1:%d/fhir" % self.fhir_port if self.fhir_port else "",
            dicomweb=self.orthanc.dicomweb_url, stow="127.0.0.1:%d" % self.stow_port if stow else "",
-           stow_token_env="AIHUB_TEST_STOW_TOKEN" if stow_token else "",
+           stow_token_env="AIHUB_TEST_STOW_TOKEN" if stow_token else "", stow_max=stow_max_mb,
            hl7in=self.hl7_in, hl7out=self.hl7_out, departments=departments,
            modes=modes))
         self.start("peer")
@@ -456,7 +457,7 @@ class AdapterTest(unittest.TestCase):
         self.assertIn("fetched %d instance(s)" % len(files), s.log("hub"))
 
     def test_stow_bad_bodies_get_the_reason_acknowledged_instances_are_kept_and_it_keeps_serving(self):
-        s = self.stack = Stack(stow=True, stable_seconds=60)
+        s = self.stack = Stack(stow=True, stable_seconds=60, stow_max_mb=1)
         study, files = s.phantom(seed=22, slices=10, size=64)
         url = s.stow_url + "/studies"
         sop_uids = [dicom_uid(f, "0008,0018") for f in files]
@@ -488,6 +489,9 @@ class AdapterTest(unittest.TestCase):
         code, _, body = stow(None)
         self.assertEqual(code, 400)
         self.assertIn(b"no closing delimiter", body)
+        code, _, body = stow([b"x" * (2 << 20)])  # over max_instance_mb (1)
+        self.assertEqual(code, 413)
+        self.assertIn(b"larger than 1048576 bytes", body)
         # Two good instances and one that is not DICOM: 202, the good ones acknowledged, the other failed (0xC000).
         code, ctype, body = stow([read(files[0]), b"not a DICOM file", read(files[1])])
         self.assertEqual(code, 202, body)
