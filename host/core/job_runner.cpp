@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +19,8 @@
 #include "compose/sr_encoder.h"
 
 namespace aihub::core {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -257,6 +261,48 @@ void JobRunner::ForgetStudyIfDone(const std::string& study_uid) {
     if (!IsTerminal(j.state)) return;
   }
   catalog_.Remove(study_uid);
+  RemoveFetchedCopies(study_uid);
+}
+
+// Studies fetched from an adapter live in state_dir/studies/<study>/g<generation>/ only for their jobs: once every
+// job of the study ended, the copies up to the recorded generation go (results, outbox and audit are in the job
+// store; the adapter's spool still holds the instances). A later generation may be being fetched right now, so
+// only g1..g<recorded> are removed, and the study folder only when that left it empty. Folders the user gave
+// (analyze, the inbox) are never touched.
+void JobRunner::RemoveFetchedCopies(const std::string& study_uid) {
+  auto recorded = store_.GetStudy(study_uid);
+  if (!recorded.ok() || !recorded->has_value() || (*recorded)->source.rfind("adapter:", 0) != 0) return;
+  const fs::path folder = StudyFolderOfSource((*recorded)->source);
+  const fs::path study_dir = config_.Get()->state_dir / "studies" / study_uid;
+  const std::string name = folder.filename().string();
+  if (folder.parent_path() != study_dir || name.size() < 2 || name.size() > 10 || name[0] != 'g' ||
+      name.find_first_not_of("0123456789", 1) != std::string::npos) {
+    return;  // not a copy this host fetched
+  }
+  const uint64_t newest = std::stoull(name.substr(1));
+  auto generation_of = [](const std::string& n) -> std::optional<uint64_t> {
+    if (n.size() < 2 || n.size() > 10 || n[0] != 'g' || n.find_first_not_of("0123456789", 1) != std::string::npos) {
+      return std::nullopt;
+    }
+    return std::stoull(n.substr(1));
+  };
+  std::error_code ec;
+  std::vector<fs::path> copies;
+  for (const fs::directory_entry& e : fs::directory_iterator(study_dir, ec)) {
+    const auto g = generation_of(e.path().filename().string());
+    if (g && *g <= newest) copies.push_back(e.path());
+  }
+  uint64_t removed = 0;
+  for (const fs::path& copy : copies) {
+    const auto n = fs::remove_all(copy, ec);
+    if (ec) {
+      LogWarning("jobs", "cannot remove " + copy.string() + ": " + ec.message());
+      return;
+    }
+    removed += n;
+  }
+  fs::remove(study_dir, ec);  // only when empty: a newer generation's fetch keeps it
+  if (removed > 0) LogInfo("jobs", study_uid + ": every job ended; removed its fetched copy (" + folder.string() + ")");
 }
 
 Status JobRunner::Fail(const store::JobRecord& job, const Status& why, JobOutcome* outcome) {

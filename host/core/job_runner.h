@@ -81,6 +81,8 @@ class JobRunner {
   void SetPredecessor(const store::JobRecord& job, Result* result);
   // Drops the study from memory when none of its jobs can run again.
   void ForgetStudyIfDone(const std::string& study_uid);
+  // Removes the copies an adapter link fetched into state_dir/studies for a study whose jobs all ended.
+  void RemoveFetchedCopies(const std::string& study_uid);
   static std::string PinKey(const std::string& study_uid, const std::string& plugin_id, const std::string& version);
 
   const ConfigHolder& config_;

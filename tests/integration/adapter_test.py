@@ -287,6 +287,11 @@ class AdapterTest(unittest.TestCase):
         # The adapter has no FHIR server configured: the FHIR delivery is not planned at all.
         self.assertIn("adapter.fhir for %s not planned" % study, s.log("hub"))
         self.assertEqual(s.db("SELECT cursor FROM adapter_cursors"), [(1,)])
+        # The job ended: the host's fetched copy of the study is gone, the adapter's spool still holds it.
+        s.wait("the fetched copy removed", lambda: not os.path.exists(os.path.join(s.root, "var", "studies", study)))
+        self.assertIn("removed its fetched copy", s.log("hub"))
+        spooled = glob.glob(os.path.join(s.root, "var", "adapter", "files", study, "*", "*.dcm"))
+        self.assertEqual(len(spooled), len(files))
         v = run([AIHUBD, "verify-audit", "--config", s.config])
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
@@ -416,6 +421,8 @@ class AdapterTest(unittest.TestCase):
         import hl7
         orus = [hl7.parse(m) for t, m in s.received() if t.startswith("ORU")]
         self.assertEqual([str(o.segment("OBR")[25]) for o in orus], ["F", "C"])
+        # With every job ended, the host drops its fetched copies of both generations (the results stay).
+        s.wait("the fetched copies removed", lambda: not os.path.exists(os.path.join(s.root, "var", "studies", study)))
 
     def test_fhir_observations_posted_once_through_a_server_outage(self):
         # The FHIR server answers 503 twice; the Bundle waits in the outbox, then its conditional creates make
