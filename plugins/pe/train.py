@@ -2,10 +2,18 @@
 """Trains the PE reference model (a small 3D U-Net) on aihub-phantom CTPAs and exports TorchScript.
 
     /usr/bin/python3 plugins/pe/train.py [--phantom build/bin/aihub-phantom] [--cache /tmp/aihub-pe-cache]
+        [--init STAGE1.pt]
 
+Two stages. Stage 1 (1800 steps from random weights, every training pair equally often, LR 3e-3) is the recipe
+of pe-ref-2026.11. Stage 2 fine-tunes it (1000 steps, LR 1e-3): pairs drawn by their clot's branch (small lobar
+clots more often) and a tenth of the patches anywhere in the volume (stage 1 called the table under the patient
+lumen, which doubled the lumen volume and halved the clot burden). --init STAGE1.pt skips stage 1 and starts
+stage 2 from that model (pe-ref-2026.11.2 = stage 2 from pe-ref-2026.11's pe.pt); stage 2 seeds its own
+generators, so both ways give the same stage 2 when stage 1 reproduces.
 Reproducible: fixed seeds (torch, numpy), 1 thread (the machine is shared), deterministic algorithms, a fixed
-number of steps. Data generation takes about 7 minutes once (cached), training about 11.5 minutes (1800 steps at
-~0.35 s plus validation). Writes plugins/pe/model/pe.pt and plugins/pe/model/MODEL_VERSION.
+number of steps. Data generation takes about 7 minutes once (cached), stage 1 about 11.5 minutes (1800 steps at
+~0.35 s), stage 2 about 6-8 minutes (1000 steps at 0.35-0.45 s on a shared core) plus validation.
+Writes plugins/pe/model/pe.pt and plugins/pe/model/MODEL_VERSION.
 
 Seeds (never overlap):
   training    3000-3079  each seed: one study with an embolus (branch = BRANCHES[seed % 8]) and the same seed
@@ -29,15 +37,22 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pedata  # noqa: E402
 
-MODEL_VERSION = "pe-ref-2026.11"
+MODEL_VERSION = "pe-ref-2026.11.2"
 TRAIN_SEEDS = range(3000, 3080)
 VALIDATION_SEEDS = range(4000, 4024)
 SIZES = [(512, 200), (256, 128), (256, 64), (128, 64)]
 TOP_K = 8               # presence score: mean of the 8 highest clot probabilities
 VOXEL_THRESHOLD = 0.5   # a model-grid voxel is clot (components, side, region) at p_clot >= 0.5
 VOLUME_FLOOR = 0.2      # volumes sum p over voxels with p >= 0.2 (soft edges count by their fraction)
-STEPS = 1800
+STEPS = 1800            # stage 1: from random weights
 LR = 3e-3
+FINE_STEPS = 1000       # stage 2: fine-tuning the stage-1 model
+FINE_LR = 1e-3
+ANYWHERE = 0.1          # stage 2: share of patches placed anywhere in the volume
+# Stage 2 draws a training pair by its clot's branch: the small lobar clots (the right middle lobar artery's are
+# 0.2-0.5 mL, a handful of 2.8 mm cells) were missed when every pair came equally often.
+BRANCH_WEIGHT = {"main": 1.0, "right": 1.0, "left": 1.0, "right_upper_lobar": 1.5, "right_middle_lobar": 3.0,
+                 "right_lower_lobar": 1.5, "left_upper_lobar": 1.5, "left_lower_lobar": 1.5}
 BATCH = 4
 PATCH = (24, 48, 48)
 CLOT_WEIGHT = 20.0
@@ -127,7 +142,8 @@ def target(study, sl):
     return t
 
 
-def sample_patch(study, partner, rng):
+def sample_patch(study, partner, rng, anywhere=0.0):
+    """A patch and its targets; `anywhere` is the share of patches placed anywhere in the volume (stage 2)."""
     s, h, w = study["lumen"].shape
     ps, ph, pw = PATCH
     u = rng.random()
@@ -137,12 +153,14 @@ def sample_patch(study, partner, rng):
     elif study["label"] == 0 and u < 0.5:  # where the partner has its clot: normal lumen, the hard negative
         idx = np.argwhere(partner["clot"] > 0.2)
         k, r, c = idx[rng.integers(len(idx))] + rng.integers(-8, 9, size=3)
-    elif u < 0.8:  # anywhere along the arteries
+    elif u < 0.8 - anywhere / 2:  # anywhere along the arteries
         idx = np.argwhere(study["lumen"] > 0.5)
         k, r, c = idx[rng.integers(len(idx))]
-    else:  # anywhere in the body (heart chambers and veins are the hard negatives there)
+    elif u < 1.0 - anywhere:  # anywhere in the body (heart chambers and veins are the hard negatives there)
         idx = np.argwhere(study["x"][0] > 0.05)
         k, r, c = idx[rng.integers(len(idx))]
+    else:  # anywhere at all: stage 1 took the table under the patient (about 120 HU, outside the body) for lumen
+        k, r, c = rng.integers(s), rng.integers(h), rng.integers(w)
     k0 = int(np.clip(k - ps // 2, 0, s - ps))
     r0 = int(np.clip(r - ph // 2, 0, h - ph))
     c0 = int(np.clip(c - pw // 2, 0, w - pw))
@@ -188,15 +206,17 @@ def evaluate(model, studies, threshold=None):
         rows.append(analyze(prob, st["cell_ml"]) + (st, time.time() - t0))
     scores = [r[0] for r in rows]
     labels = [r[4]["label"] for r in rows]
-    if threshold is None:  # midway between the classes' closest scores when separable, else best Youden J
-        pos_min = min(s for s, l in zip(scores, labels) if l == 1)
-        neg_max = max(s for s, l in zip(scores, labels) if l == 0)
-        if pos_min > neg_max:
-            threshold = 0.5 * (pos_min + neg_max)
-        else:
-            threshold = max(sorted(set(scores)), key=lambda t: sum(s >= t for s, l in zip(scores, labels) if l) /
-                            max(1, sum(labels)) - sum(s >= t for s, l in zip(scores, labels) if not l) /
-                            max(1, labels.count(0)))
+    if threshold is None:
+        # Best Youden J over cuts midway between neighbouring scores; among equal J the cut in the widest gap, so
+        # the point does not sit on one validation study's score (midway between the classes when separable).
+        cuts = sorted(set(scores))
+        cands = [(0.5 * (a + b), b - a) for a, b in zip(cuts, cuts[1:])] or [(cuts[0], 0.0)]
+        npos, nneg = max(1, sum(labels)), max(1, labels.count(0))
+
+        def youden(t):
+            return (sum(s >= t for s, l in zip(scores, labels) if l) / npos -
+                    sum(s >= t for s, l in zip(scores, labels) if not l) / nneg)
+        threshold = max(cands, key=lambda c: (round(youden(c[0]), 9), c[1]))[0]
     tp = sum(s >= threshold and l == 1 for s, l in zip(scores, labels))
     tn = sum(s < threshold and l == 0 for s, l in zip(scores, labels))
     pos = [r for r in rows if r[4]["label"] == 1]
@@ -220,13 +240,48 @@ def evaluate(model, studies, threshold=None):
     }
 
 
+def train_stage(model, train, rng, steps, lr, pair_weight, anywhere):
+    """Adam with a one-cycle LR for `steps` batches. pair_weight None: every pair equally often."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    pair_p = None if pair_weight is None else pair_weight / pair_weight.sum()
+    t0 = time.time()
+    for step in range(steps):
+        batch = []
+        for _ in range(BATCH):
+            pair = train[rng.integers(len(train)) if pair_p is None else rng.choice(len(train), p=pair_p)]
+            # Half positives, half the same chest without the clot: clot-centred patches and patches at the same
+            # place in the clot-free twin come equally often, so position alone never predicts a clot.
+            i = int(rng.random() < 0.5)
+            batch.append(sample_patch(pair[i], pair[1 - i], rng, anywhere))
+        x = torch.from_numpy(np.stack([b[0] for b in batch]))
+        y = torch.from_numpy(np.stack([b[1] for b in batch]))
+        z = model.logits(x)
+        logp = torch.log_softmax(z, 1)
+        clot_t = y[:, 2:].sum(1)
+        weight = 1 + CLOT_WEIGHT * clot_t
+        ce = (-(y * logp).sum(1) * weight).mean()
+        clot_p = torch.exp(logp[:, 2:]).sum(1)
+        dice = 1 - (2 * (clot_p * clot_t).sum() + 1) / (clot_p.sum() + clot_t.sum() + 1)
+        loss = ce + dice
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 25 == 0 or step == steps - 1:
+            print(f"step {step:4d} loss {loss.item():.4f} (ce {ce.item():.4f} dice {dice.item():.3f}) "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--phantom", default=os.path.join(here, "..", "..", "build", "bin", "aihub-phantom"))
     ap.add_argument("--cache", default="/tmp/aihub-pe-cache")
     ap.add_argument("--out", default=os.path.join(here, "model"))
-    ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--steps", type=int, default=STEPS, help="stage-1 steps")
+    ap.add_argument("--fine-steps", type=int, default=FINE_STEPS, help="stage-2 steps")
+    ap.add_argument("--init", help="start stage 2 from this stage-1 model (TorchScript) instead of training stage 1")
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -244,52 +299,39 @@ def main():
     model = PeUNet()
     params = sum(p.numel() for p in model.parameters())
     print(f"model: PeUNet, {params} parameters", flush=True)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=args.steps, pct_start=0.15)
-    t0 = time.time()
-    for step in range(args.steps):
-        batch = []
-        for _ in range(BATCH):
-            pair = train[rng.integers(len(train))]
-            # Half positives, half the same chest without the clot: clot-centred patches and patches at the same
-            # place in the clot-free twin come equally often, so position alone never predicts a clot.
-            i = int(rng.random() < 0.5)
-            batch.append(sample_patch(pair[i], pair[1 - i], rng))
-        x = torch.from_numpy(np.stack([b[0] for b in batch]))
-        y = torch.from_numpy(np.stack([b[1] for b in batch]))
-        z = model.logits(x)
-        logp = torch.log_softmax(z, 1)
-        clot_t = y[:, 2:].sum(1)
-        weight = 1 + CLOT_WEIGHT * clot_t
-        ce = (-(y * logp).sum(1) * weight).mean()
-        clot_p = torch.exp(logp[:, 2:]).sum(1)
-        dice = 1 - (2 * (clot_p * clot_t).sum() + 1) / (clot_p.sum() + clot_t.sum() + 1)
-        loss = ce + dice
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 25 == 0 or step == args.steps - 1:
-            print(f"step {step:4d} loss {loss.item():.4f} (ce {ce.item():.4f} dice {dice.item():.3f}) "
-                  f"({time.time() - t0:.0f} s)", flush=True)
+    if args.init:
+        # The stage-1 model (pe-ref-2026.11 was exactly that); its traced parameters keep the module's names.
+        model.load_state_dict(torch.jit.load(args.init).state_dict())
+        print(f"stage 1: from {args.init}", flush=True)
+    else:
+        train_stage(model, train, rng, args.steps, LR, None, 0.0)
+    # Stage 2 seeds its own generators, so it continues a loaded stage-1 model exactly as it continues a fresh one.
+    torch.manual_seed(1)
+    train_stage(model, train, np.random.default_rng(1), args.fine_steps, FINE_LR,
+                np.array([BRANCH_WEIGHT[pair[1]["branch"]] for pair in train]), ANYWHERE)
 
+    export(model, val, args.out)
+
+
+def export(model, val, out):
+    """Chooses the operating point on validation, prints the validation metrics, writes pe.pt and MODEL_VERSION."""
     model.eval()
     m = evaluate(model, val)
     threshold = round(m["threshold"], 4)
     print("validation (seeds %d-%d): %s" % (VALIDATION_SEEDS[0], VALIDATION_SEEDS[-1], json.dumps(m, indent=1)))
 
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
     meta = {"model_version": MODEL_VERSION, "grid": pedata.GRID, "cell_z_mm": pedata.CELL_Z_MM,
             "vessel_lo_hu": pedata.VESSEL_LO_HU, "vessel_hi_hu": pedata.VESSEL_HI_HU, "lung_hu": pedata.LUNG_HU,
             "classes": len(pedata.CLASSES), "threshold": threshold, "top_k": TOP_K,
             "voxel_threshold": VOXEL_THRESHOLD, "volume_floor": VOLUME_FLOOR,
             "train_seeds": [TRAIN_SEEDS[0], TRAIN_SEEDS[-1]],
-            "validation_seeds": [VALIDATION_SEEDS[0], VALIDATION_SEEDS[-1]], "parameters": params,
+            "validation_seeds": [VALIDATION_SEEDS[0], VALIDATION_SEEDS[-1]], "parameters": sum(p.numel() for p in model.parameters()),
             "validation": {k: m[k] for k in ("auc", "sensitivity", "specificity", "volume_error_median")}}
     traced = torch.jit.trace(model, torch.zeros(1, 2, 16, pedata.GRID, pedata.GRID))
-    path = os.path.join(args.out, "pe.pt")
+    path = os.path.join(out, "pe.pt")
     torch.jit.save(traced, path, _extra_files={"aihub_model.json": json.dumps(meta, sort_keys=True)})
-    with open(os.path.join(args.out, "MODEL_VERSION"), "w") as f:
+    with open(os.path.join(out, "MODEL_VERSION"), "w") as f:
         f.write(MODEL_VERSION + "\n")
     loaded = torch.jit.load(path)
     x = torch.from_numpy(val[1]["x"][:, :32])[None]
