@@ -12,39 +12,6 @@
 namespace aihub::ejection_fraction {
 namespace {
 
-double PointLineDistance(const std::vector<float>& p, size_t i, size_t a, size_t b) {
-  const double ax = p[2 * a], ay = p[2 * a + 1], bx = p[2 * b], by = p[2 * b + 1];
-  const double px = p[2 * i], py = p[2 * i + 1];
-  const double dx = bx - ax, dy = by - ay, len = std::hypot(dx, dy);
-  if (len == 0) return std::hypot(px - ax, py - ay);
-  return std::fabs(dy * (px - ax) - dx * (py - ay)) / len;
-}
-
-// Douglas-Peucker on the open chain [a, b] of `loop`, marking the points to keep. Iterative: a long outline must
-// not deepen the stack.
-void Simplify(const std::vector<float>& loop, size_t a, size_t b, double tolerance, std::vector<bool>& keep) {
-  std::vector<std::pair<size_t, size_t>> todo{{a, b}};
-  while (!todo.empty()) {
-    const auto [lo, hi] = todo.back();
-    todo.pop_back();
-    if (hi <= lo + 1) continue;
-    size_t far = lo;
-    double far_d = -1;
-    for (size_t i = lo + 1; i < hi; ++i) {
-      const double d = PointLineDistance(loop, i, lo, hi);
-      if (d > far_d) {
-        far_d = d;
-        far = i;
-      }
-    }
-    if (far_d > tolerance) {
-      keep[far] = true;
-      todo.push_back({lo, far});
-      todo.push_back({far, hi});
-    }
-  }
-}
-
 // The largest 8-connected component of a 2D mask, as a mask.
 std::vector<uint8_t> LargestComponent2D(const std::vector<uint8_t>& mask, uint32_t rows, uint32_t columns) {
   std::vector<int32_t> labels;
@@ -218,37 +185,8 @@ CineAnalysis AnalyzeCine(const std::vector<float>& prob, uint32_t phases, uint32
     }
     cells = slice_cells(a.contour_slice);
   }
-  a.contour = SimplifyClosedPolygon(aihub_ref::TraceOuterContour(LargestComponent2D(cells, g, g), g, g), 0.75);
+  a.contour = aihub_ref::SimplifyClosedPolygon(aihub_ref::TraceOuterContour(LargestComponent2D(cells, g, g), g, g), 0.75);
   return a;
-}
-
-std::vector<float> SimplifyClosedPolygon(const std::vector<float>& points, double tolerance) {
-  const size_t n = points.size() / 2;
-  if (n <= 4) return points;
-  // Split the loop at the first point and the point farthest from it, then simplify both chains.
-  size_t far = 0;
-  double far_d = -1;
-  for (size_t i = 1; i < n; ++i) {
-    const double d = std::hypot(points[2 * i] - points[0], points[2 * i + 1] - points[1]);
-    if (d > far_d) {
-      far_d = d;
-      far = i;
-    }
-  }
-  std::vector<float> loop(points);
-  loop.push_back(points[0]);
-  loop.push_back(points[1]);
-  std::vector<bool> keep(n + 1, false);
-  keep[0] = keep[far] = keep[n] = true;
-  Simplify(loop, 0, far, tolerance, keep);
-  Simplify(loop, far, n, tolerance, keep);
-  std::vector<float> out;
-  for (size_t i = 0; i < n; ++i) {
-    if (!keep[i]) continue;
-    out.push_back(points[2 * i]);
-    out.push_back(points[2 * i + 1]);
-  }
-  return out;
 }
 
 }  // namespace aihub::ejection_fraction

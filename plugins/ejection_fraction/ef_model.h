@@ -86,7 +86,4 @@ struct CineAnalysis {
 CineAnalysis AnalyzeCine(const std::vector<float>& prob, uint32_t phases, uint32_t slices, double slice_spacing_mm,
                          const ModelSpec& spec);
 
-// Douglas-Peucker simplification of a closed polygon (x, y pairs) to within `tolerance`.
-std::vector<float> SimplifyClosedPolygon(const std::vector<float>& points, double tolerance);
-
 }  // namespace aihub::ejection_fraction

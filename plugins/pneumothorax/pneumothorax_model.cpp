@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "aihub_ref/contour.h"
+
 namespace aihub::pneumothorax {
 namespace {
 
@@ -158,28 +160,6 @@ std::vector<uint8_t> LargestComponent(const std::vector<uint8_t>& mask, uint32_t
   return out;
 }
 
-void Simplify(const std::vector<float>& p, size_t a, size_t b, double tolerance, std::vector<bool>& keep) {
-  if (b <= a + 1) return;
-  const double ax = p[2 * a], ay = p[2 * a + 1], bx = p[2 * b], by = p[2 * b + 1];
-  const double len = std::hypot(bx - ax, by - ay);
-  double worst = -1;
-  size_t at = a;
-  for (size_t i = a + 1; i < b; ++i) {
-    const double px = p[2 * i], py = p[2 * i + 1];
-    const double d = len > 0 ? std::fabs((bx - ax) * (ay - py) - (ax - px) * (by - ay)) / len
-                             : std::hypot(px - ax, py - ay);
-    if (d > worst) {
-      worst = d;
-      at = i;
-    }
-  }
-  if (worst > tolerance) {
-    keep[at] = true;
-    Simplify(p, a, at, tolerance, keep);
-    Simplify(p, at, b, tolerance, keep);
-  }
-}
-
 }  // namespace
 
 std::string ParseModelMetadata(const std::string& json, ModelSpec& out) {
@@ -304,37 +284,8 @@ Analysis Analyze(const std::vector<float>& prob, const ModelSpec& spec) {
     region[i] = ptx[i];
   }
   a.size_percent = a.hemithorax_cells ? 100.0 * a.pneumothorax_cells / a.hemithorax_cells : 0;
-  a.contour = SimplifyClosedPolygon(TraceOutline(LargestComponent(region, rows, columns), rows, columns), 0.75);
+  a.contour = aihub_ref::SimplifyClosedPolygon(TraceOutline(LargestComponent(region, rows, columns), rows, columns), 0.75);
   return a;
-}
-
-std::vector<float> SimplifyClosedPolygon(const std::vector<float>& points, double tolerance) {
-  const size_t n = points.size() / 2;
-  if (n <= 4) return points;
-  // Split the loop at the first point and the point farthest from it, then simplify both chains.
-  size_t far = 0;
-  double far_d = -1;
-  for (size_t i = 1; i < n; ++i) {
-    const double d = std::hypot(points[2 * i] - points[0], points[2 * i + 1] - points[1]);
-    if (d > far_d) {
-      far_d = d;
-      far = i;
-    }
-  }
-  std::vector<float> loop(points);
-  loop.push_back(points[0]);
-  loop.push_back(points[1]);
-  std::vector<bool> keep(n + 1, false);
-  keep[0] = keep[far] = keep[n] = true;
-  Simplify(loop, 0, far, tolerance, keep);
-  Simplify(loop, far, n, tolerance, keep);
-  std::vector<float> out;
-  for (size_t i = 0; i < n; ++i) {
-    if (!keep[i]) continue;
-    out.push_back(points[2 * i]);
-    out.push_back(points[2 * i + 1]);
-  }
-  return out;
 }
 
 }  // namespace aihub::pneumothorax

@@ -63,7 +63,4 @@ struct Analysis {
 // side (both halves for kBoth).
 Analysis Analyze(const std::vector<float>& prob, const ModelSpec& spec);
 
-// Douglas-Peucker simplification of a closed polygon (x, y pairs) to within `tolerance`.
-std::vector<float> SimplifyClosedPolygon(const std::vector<float>& points, double tolerance);
-
 }  // namespace aihub::pneumothorax

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "aihub_ref/contour.h"
+
 namespace aihub::pneumothorax {
 namespace {
 
@@ -156,9 +158,9 @@ TEST_CASE("analysis: comparable pneumothorax on both halves is bilateral and mea
 TEST_CASE("closed polygon simplification drops points within the tolerance and keeps the corners") {
   // A square with extra points on its edges and one small notch of 0.5.
   const std::vector<float> square = {0, 0, 5, 0, 10, 0, 10, 5, 10.5f, 6, 10, 7, 10, 10, 5, 10, 0, 10, 0, 5};
-  const std::vector<float> s = SimplifyClosedPolygon(square, 1.0);
+  const std::vector<float> s = aihub_ref::SimplifyClosedPolygon(square, 1.0);
   CHECK(s == std::vector<float>{0, 0, 10, 0, 10, 10, 0, 10});
-  const std::vector<float> fine = SimplifyClosedPolygon(square, 0.1);
+  const std::vector<float> fine = aihub_ref::SimplifyClosedPolygon(square, 0.1);
   CHECK(fine.size() > s.size());
 }
 

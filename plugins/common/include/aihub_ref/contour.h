@@ -1,7 +1,10 @@
 // Outline of a region on a 2D mask as a polygon, for aihub regions (SCOORD POLYGON). Header-only.
 #pragma once
 
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace aihub_ref {
@@ -46,6 +49,61 @@ inline std::vector<float> TraceOuterContour(const std::vector<uint8_t>& mask, ui
     x += dx[dir];
     y += dy[dir];
     if (x == sx && y == sy) break;
+  }
+  return out;
+}
+
+// Douglas-Peucker simplification of a closed polygon (x, y pairs, first point not repeated) to within
+// `tolerance`: the loop is split at its first point and the point farthest from it, and both chains are simplified
+// (iteratively: a long outline must not deepen the stack). Polygons of 4 points or fewer come back unchanged.
+inline std::vector<float> SimplifyClosedPolygon(const std::vector<float>& points, double tolerance) {
+  const size_t n = points.size() / 2;
+  if (n <= 4) return points;
+  std::vector<float> loop(points);
+  loop.push_back(points[0]);
+  loop.push_back(points[1]);
+  auto distance_to_chord = [&](size_t i, size_t a, size_t b) {
+    const double ax = loop[2 * a], ay = loop[2 * a + 1], bx = loop[2 * b], by = loop[2 * b + 1];
+    const double px = loop[2 * i], py = loop[2 * i + 1];
+    const double dx = bx - ax, dy = by - ay, len = std::hypot(dx, dy);
+    return len == 0 ? std::hypot(px - ax, py - ay) : std::fabs(dy * (px - ax) - dx * (py - ay)) / len;
+  };
+  size_t far = 0;
+  double far_d = -1;
+  for (size_t i = 1; i < n; ++i) {
+    const double d = std::hypot(points[2 * i] - points[0], points[2 * i + 1] - points[1]);
+    if (d > far_d) {
+      far_d = d;
+      far = i;
+    }
+  }
+  std::vector<bool> keep(n + 1, false);
+  keep[0] = keep[far] = keep[n] = true;
+  std::vector<std::pair<size_t, size_t>> todo{{0, far}, {far, n}};
+  while (!todo.empty()) {
+    const auto [lo, hi] = todo.back();
+    todo.pop_back();
+    if (hi <= lo + 1) continue;
+    size_t at = lo;
+    double worst = -1;
+    for (size_t i = lo + 1; i < hi; ++i) {
+      const double d = distance_to_chord(i, lo, hi);
+      if (d > worst) {
+        worst = d;
+        at = i;
+      }
+    }
+    if (worst > tolerance) {
+      keep[at] = true;
+      todo.push_back({lo, at});
+      todo.push_back({at, hi});
+    }
+  }
+  std::vector<float> out;
+  for (size_t i = 0; i < n; ++i) {
+    if (!keep[i]) continue;
+    out.push_back(points[2 * i]);
+    out.push_back(points[2 * i + 1]);
   }
   return out;
 }
