@@ -5,7 +5,6 @@
 #include <deque>
 #include <map>
 #include <set>
-#include <fstream>
 #include <thread>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -370,23 +369,18 @@ class Adapter::Impl {
   }
 
   Status SpoolBytes(const std::string& part10, const std::string& study_uid) {
-    const fs::path temp = spool->IncomingPath();
-    {
-      std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-      out.write(part10.data(), static_cast<std::streamsize>(part10.size()));
-      if (!out) return Unavailable("cannot write " + temp.string());
-    }
-    auto uids = ReadInstanceUids(temp);
-    std::error_code ec;
-    if (!uids.ok() || uids->study_uid != study_uid) {
-      fs::remove(temp, ec);
-      LogWarning("orders", "retrieved instance skipped: " +
-                               (uids.ok() ? std::string("belongs to another study") : uids.status().message()));
+    auto written = spool->WriteIncoming(part10);
+    if (!written.ok() && written.status().code() != AIHUB_INVALID_ARGUMENT) return written.status();
+    if (!written.ok() || written->uids.study_uid != study_uid) {
+      if (written.ok()) {
+        std::error_code ec;
+        fs::remove(written->temp_file, ec);
+      }
+      LogWarning("orders", "retrieved instance skipped: " + (written.ok() ? std::string("belongs to another study")
+                                                                          : written.status().message()));
       return Status::Ok();
     }
-    IncomingInstance in{temp, uids->study_uid, uids->series_uid, uids->sop_uid, "",
-                        static_cast<int64_t>(part10.size())};
-    return spool->AddInstance(in, NowUnixMs());
+    return spool->AddInstance(written->Incoming(""), NowUnixMs());
   }
 };
 

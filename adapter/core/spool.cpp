@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <mutex>
 #include <random>
 
@@ -155,6 +156,29 @@ const std::string& Spool::event_log_id() const { return impl_->event_log_id; }
 fs::path Spool::IncomingPath() {
   return impl_->dir / "incoming" /
          (std::to_string(::getpid()) + "-" + std::to_string(impl_->incoming_counter++) + ".part");
+}
+
+StatusOr<Spool::WrittenInstance> Spool::WriteIncoming(std::string_view part10) {
+  WrittenInstance out;
+  out.temp_file = IncomingPath();
+  out.bytes = static_cast<int64_t>(part10.size());
+  std::error_code ec;
+  {
+    std::ofstream file(out.temp_file, std::ios::binary | std::ios::trunc);
+    file.write(part10.data(), static_cast<std::streamsize>(part10.size()));
+    if (!file) {
+      file.close();
+      fs::remove(out.temp_file, ec);
+      return Unavailable("cannot write " + out.temp_file.string());
+    }
+  }
+  auto uids = ReadInstanceUids(out.temp_file);
+  if (!uids.ok()) {
+    fs::remove(out.temp_file, ec);
+    return uids.status();
+  }
+  out.uids = std::move(uids).value();
+  return out;
 }
 
 Status Spool::AddInstance(const IncomingInstance& in, int64_t now_ms) {

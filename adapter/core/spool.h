@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -83,6 +84,18 @@ class Spool {
   const std::string& event_log_id() const;
   // A fresh temporary file path for a receiver to write an instance into (same file system as the spool).
   std::filesystem::path IncomingPath();
+  // Writes a DICOM Part 10 file received whole (a WADO-RS or STOW-RS part) to a fresh temporary file and reads its
+  // UIDs, for the caller to check and pass to AddInstance. On error no file is left: UNAVAILABLE when it cannot be
+  // written, INVALID_ARGUMENT when it is not DICOM or its UIDs are missing or invalid.
+  struct WrittenInstance {
+    std::filesystem::path temp_file;
+    InstanceUids uids;
+    int64_t bytes = 0;
+    IncomingInstance Incoming(const std::string& calling_ae) const {
+      return {temp_file, uids.study_uid, uids.series_uid, uids.sop_uid, calling_ae, bytes};
+    }
+  };
+  StatusOr<WrittenInstance> WriteIncoming(std::string_view part10);
 
   // fsyncs the temporary file, renames it to its place, fsyncs the folders, records it (re-opening the study
   // when it had completed: late instances start a new generation). A SOP instance received again replaces the

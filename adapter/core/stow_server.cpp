@@ -13,7 +13,6 @@
 #include <cctype>
 #include <chrono>
 #include <condition_variable>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -356,27 +355,17 @@ class StowServer::Impl {
       fail(kCannotUnderstand, "", "", "part of type " + std::string(part_type) + ", not application/dicom");
       return;
     }
-    const fs::path temp = spool.IncomingPath();
-    std::error_code ec;
-    {
-      std::ofstream file(temp, std::ios::binary | std::ios::trunc);
-      file.write(body.data(), static_cast<std::streamsize>(body.size()));
-      if (!file) {
-        fs::remove(temp, ec);
-        fail(kOutOfResources, "", "", "cannot write " + temp.string());
-        return;
-      }
-    }
-    const int64_t size = static_cast<int64_t>(body.size());
+    auto written = spool.WriteIncoming(body);
     std::string().swap(body);
-    auto uids = ReadInstanceUids(temp);
-    if (!uids.ok()) {
-      fs::remove(temp, ec);
-      fail(kCannotUnderstand, "", "", uids.status().message());
+    if (!written.ok()) {
+      const bool unreadable = written.status().code() == AIHUB_INVALID_ARGUMENT;
+      fail(unreadable ? kCannotUnderstand : kOutOfResources, "", "", written.status().message());
       return;
     }
+    const InstanceUids* uids = &written->uids;
     if (!study_filter.empty() && uids->study_uid != study_filter) {
-      fs::remove(temp, ec);
+      std::error_code ec;
+      fs::remove(written->temp_file, ec);
       fail(kCannotUnderstand, uids->sop_class_uid, uids->sop_uid,
            "belongs to study " + uids->study_uid + ", not to " + study_filter);
       return;
@@ -388,8 +377,7 @@ class StowServer::Impl {
         due_ms.erase(uids->study_uid);
       }
     }
-    IncomingInstance in{temp, uids->study_uid, uids->series_uid, uids->sop_uid, "", size};
-    const Status st = spool.AddInstance(in, std::chrono::duration_cast<std::chrono::milliseconds>(
+    const Status st = spool.AddInstance(written->Incoming(""), std::chrono::duration_cast<std::chrono::milliseconds>(
                                                 std::chrono::system_clock::now().time_since_epoch())
                                                 .count());
     if (!st.ok()) {

@@ -65,6 +65,32 @@ TEST_CASE("AddInstance moves the file to files/<study>/<series>/<sop>.dcm and re
   CHECK(open->front().calling_ae == "CT_ER1");
 }
 
+TEST_CASE("WriteIncoming writes a received Part 10 file and reads its UIDs; what is not DICOM leaves no file") {
+  TempDir tmp;
+  auto spool = OpenSpool(tmp / "spool");
+  const fs::path source = tmp / "slice.dcm";
+  testing::WriteInstance(Slice(kStudy, kSeriesA, 3), source);
+  const std::string bytes = testing::ReadAll(source);
+
+  auto written = spool->WriteIncoming(bytes);
+  REQUIRE_MESSAGE(written.ok(), written.status().ToString());
+  CHECK(written->temp_file.parent_path() == spool->dir() / "incoming");
+  CHECK(testing::ReadAll(written->temp_file) == bytes);
+  CHECK(written->uids.study_uid == kStudy);
+  CHECK(written->uids.series_uid == kSeriesA);
+  CHECK(written->uids.sop_uid == std::string(kSeriesA) + ".3");
+  CHECK_FALSE(written->uids.sop_class_uid.empty());
+  CHECK(written->bytes == static_cast<int64_t>(bytes.size()));
+  REQUIRE(spool->AddInstance(written->Incoming(""), 1000).ok());
+  CHECK(fs::exists(SpooledPath(*spool, kStudy, kSeriesA, written->uids.sop_uid)));
+
+  for (const std::string& bad : {std::string("not a DICOM file"), bytes.substr(0, 200), std::string()}) {
+    auto refused = spool->WriteIncoming(bad);
+    CHECK(refused.status().code() == AIHUB_INVALID_ARGUMENT);
+  }
+  CHECK(fs::is_empty(spool->dir() / "incoming"));
+}
+
 TEST_CASE("a SOP instance received again replaces the file and keeps one row") {
   TempDir tmp;
   auto spool = OpenSpool(tmp / "spool");
