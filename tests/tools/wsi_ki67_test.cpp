@@ -106,6 +106,34 @@ TEST_CASE("wsi-ki67: a TILED_FULL VL whole slide microscopy image whose frames a
   }
 }
 
+// Tiles 0, 5 and 15 of an encapsulated slide file as DCMTK decodes them (with the colour model it reports), next to
+// the same tiles rendered by the generator. The codec for the file's transfer syntax must be registered.
+struct DecodedTile {
+  uint32_t index;
+  std::vector<uint8_t> decoded, rendered;
+  std::string model;
+};
+std::vector<DecodedTile> DecodeTiles(const fs::path& file, const WsiKi67Options& o) {
+  DcmFileFormat f;
+  REQUIRE(f.loadFile(file.c_str()).good());
+  DcmElement* element = nullptr;
+  REQUIRE(f.getDataset()->findAndGetElement(DCM_PixelData, element).good());
+  auto* pixels = static_cast<DcmPixelData*>(element);
+  auto slide = WsiKi67Slide::Create(o);
+  REQUIRE(slide.ok());
+  std::vector<DecodedTile> tiles;
+  for (uint32_t k : {0u, 5u, 15u}) {
+    DecodedTile t{k, std::vector<uint8_t>(256 * 256 * 3), std::vector<uint8_t>(256 * 256 * 3), ""};
+    Uint32 start = 0;
+    OFString model;
+    REQUIRE(pixels->getUncompressedFrame(f.getDataset(), k, start, t.decoded.data(), t.decoded.size(), model).good());
+    t.model = model.c_str();
+    slide->RenderTile(k, t.rendered.data());
+    tiles.push_back(std::move(t));
+  }
+  return tiles;
+}
+
 TEST_CASE("wsi-ki67: with rle the tiles are RLE Lossless fragments that DCMTK decodes to the rendered tiles") {
   TempDir dir("ki67-rle");
   WsiKi67Options o = Small(12);
@@ -119,20 +147,9 @@ TEST_CASE("wsi-ki67: with rle the tiles are RLE Lossless fragments that DCMTK de
   CHECK(Tag(file, DCM_NumberOfFrames) == "16");
   aihub::testing::CheckDciodvfyClean(file, "VLWholeSlideMicroscopyImage");
   DcmRLEDecoderRegistration::registerCodecs();
-  DcmFileFormat f;
-  REQUIRE(f.loadFile(file.c_str()).good());
-  DcmElement* element = nullptr;
-  REQUIRE(f.getDataset()->findAndGetElement(DCM_PixelData, element).good());
-  auto* pixels = static_cast<DcmPixelData*>(element);
-  auto slide = WsiKi67Slide::Create(o);
-  REQUIRE(slide.ok());
-  std::vector<uint8_t> decoded(256 * 256 * 3), rendered(256 * 256 * 3);
-  for (uint32_t k : {0u, 5u, 15u}) {
-    Uint32 start = 0;
-    OFString model;
-    REQUIRE(pixels->getUncompressedFrame(f.getDataset(), k, start, decoded.data(), decoded.size(), model).good());
-    slide->RenderTile(k, rendered.data());
-    CHECK(decoded == rendered);
+  for (const DecodedTile& tile : DecodeTiles(file, o)) {
+    INFO("tile " << tile.index);
+    CHECK(tile.decoded == tile.rendered);
   }
   // Runs compress: a flat row packs into two bytes per 128.
   const std::vector<uint8_t> flat(64 * 64 * 3, 200);
@@ -159,25 +176,13 @@ TEST_CASE("wsi-ki67: with jpeg the tiles are JPEG Baseline YBR_FULL_422 fragment
   CHECK(ratio > raw_bytes / static_cast<double>(fs::file_size(file)));
   aihub::testing::CheckDciodvfyClean(file, "VLWholeSlideMicroscopyImage");
   DJDecoderRegistration::registerCodecs();
-  DcmFileFormat f;
-  REQUIRE(f.loadFile(file.c_str()).good());
-  DcmElement* element = nullptr;
-  REQUIRE(f.getDataset()->findAndGetElement(DCM_PixelData, element).good());
-  auto* pixels = static_cast<DcmPixelData*>(element);
-  auto slide = WsiKi67Slide::Create(o);
-  REQUIRE(slide.ok());
-  std::vector<uint8_t> decoded(256 * 256 * 3), rendered(256 * 256 * 3);
-  for (uint32_t k : {0u, 5u, 15u}) {
-    Uint32 start = 0;
-    OFString model;
-    REQUIRE(pixels->getUncompressedFrame(f.getDataset(), k, start, decoded.data(), decoded.size(), model).good());
-    CHECK(model == "RGB");  // the IJG decoder converts YCbCr back
-    slide->RenderTile(k, rendered.data());
+  for (const DecodedTile& tile : DecodeTiles(file, o)) {
+    INFO("tile " << tile.index);
+    CHECK(tile.model == "RGB");  // the IJG decoder converts YCbCr back
     double sum = 0;
-    for (size_t i = 0; i < decoded.size(); ++i) sum += std::abs(int{decoded[i]} - int{rendered[i]});
-    INFO("tile " << k);
-    CHECK(sum / static_cast<double>(decoded.size()) < 4.0);  // lossy, but colour and shape survive at quality 90
-    CHECK(decoded != rendered);
+    for (size_t i = 0; i < tile.decoded.size(); ++i) sum += std::abs(int{tile.decoded[i]} - int{tile.rendered[i]});
+    CHECK(sum / static_cast<double>(tile.decoded.size()) < 4.0);  // lossy, but colour and shape survive at q90
+    CHECK(tile.decoded != tile.rendered);
   }
   DJDecoderRegistration::cleanup();
 }
