@@ -1,90 +1,65 @@
 #include "ich_model.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
-#include <cstdlib>
 #include <functional>
-#include <limits>
 #include <stdexcept>
 
+#include "aihub_ref/model_metadata.h"
+
 namespace aihub::ich {
-namespace {
-
-// Value of "key": in flat JSON as written by Python's json.dumps, or "" when absent. Strings lose their quotes.
-std::string JsonValue(const std::string& json, const std::string& key) {
-  const std::string needle = "\"" + key + "\":";
-  const size_t at = json.find(needle);
-  if (at == std::string::npos) return "";
-  size_t i = at + needle.size();
-  while (i < json.size() && json[i] == ' ') ++i;
-  if (i < json.size() && json[i] == '"') {
-    const size_t end = json.find('"', i + 1);
-    return end == std::string::npos ? "" : json.substr(i + 1, end - i - 1);
-  }
-  size_t end = i;
-  while (end < json.size() && json[end] != ',' && json[end] != '}' && json[end] != ']') ++end;
-  return json.substr(i, end - i);
-}
-
-double Number(const std::string& json, const std::string& key, double fallback, double lo, double hi) {
-  const std::string v = JsonValue(json, key);
-  if (v.empty()) return fallback;
-  char* end = nullptr;
-  const double d = std::strtod(v.c_str(), &end);
-  if (end == v.c_str() || !std::isfinite(d) || d < lo || d > hi) {
-    throw std::invalid_argument("model metadata: bad " + key + " '" + v + "'");
-  }
-  return d;
-}
-
-}  // namespace
 
 std::string ParseModelMetadata(const std::string& json, ModelSpec& out) {
+  using aihub_ref::JsonNumber;
   ModelSpec spec = out;  // `out` changes only when every value is valid
-  spec.grid = static_cast<uint32_t>(Number(json, "grid", spec.grid, 16, 1024));
-  if (spec.grid % 4 != 0) throw std::invalid_argument("model metadata: grid must be a multiple of 4");
-  spec.window_hu = Number(json, "window_hu", spec.window_hu, 1, 4000);
-  spec.bone_hu = Number(json, "bone_hu", spec.bone_hu, 0, 4000);
-  spec.top_k = static_cast<uint32_t>(Number(json, "top_k", spec.top_k, 1, 100000));
-  spec.voxel_threshold = Number(json, "voxel_threshold", spec.voxel_threshold, 0, 1);
-  spec.threshold = Number(json, "threshold", spec.threshold, 0, 1);
-  out = spec;
-  return JsonValue(json, "model_version");
-}
-
-uint32_t PoolingFactor(uint32_t rows, uint32_t columns, uint32_t grid) {
-  if (grid == 0 || rows != columns || rows < grid || rows % grid != 0) return 0;
-  const uint32_t f = rows / grid;
-  return f <= 16 ? f : 0;
-}
-
-void PreprocessSlice(const float* hu, uint32_t size, uint32_t factor, const ModelSpec& spec, float* window_out,
-                     float* bone_out) {
-  const uint32_t grid = size / factor;
-  const float window = static_cast<float>(spec.window_hu);
-  const float bone = static_cast<float>(spec.bone_hu);
-  const double cell = static_cast<double>(factor) * factor;
-  for (uint32_t gr = 0; gr < grid; ++gr) {
-    for (uint32_t gc = 0; gc < grid; ++gc) {
-      double w = 0, b = 0;  // double sums, as numpy's mean(dtype=float64) in ichdata.preprocess
-      for (uint32_t dr = 0; dr < factor; ++dr) {
-        const float* row = hu + static_cast<size_t>(gr * factor + dr) * size + gc * factor;
-        for (uint32_t dc = 0; dc < factor; ++dc) {
-          w += std::clamp(row[dc] / window, 0.0f, 1.0f);
-          b += row[dc] >= bone ? 1.0 : 0.0;
-        }
-      }
-      window_out[static_cast<size_t>(gr) * grid + gc] = static_cast<float>(w / cell);
-      bone_out[static_cast<size_t>(gr) * grid + gc] = static_cast<float>(b / cell);
-    }
+  // Models before ich-ref-2026.11.2 took two channels and did not say so.
+  const auto channels = static_cast<uint32_t>(JsonNumber(json, "channels", 2, 1, 64));
+  if (channels != kInputChannels) {
+    throw std::invalid_argument("model metadata: the model takes " + std::to_string(channels) +
+                                " input channels; this plugin prepares " + std::to_string(kInputChannels));
   }
+  spec.grid = static_cast<uint32_t>(JsonNumber(json, "grid", spec.grid, 16, 1024));
+  if (spec.grid % 4 != 0) throw std::invalid_argument("model metadata: grid must be a multiple of 4");
+  spec.window_hu = JsonNumber(json, "window_hu", spec.window_hu, 1, 4000);
+  spec.bone_hu = JsonNumber(json, "bone_hu", spec.bone_hu, 0, 4000);
+  spec.blood_hu = JsonNumber(json, "blood_hu", spec.blood_hu, 0, 4000);
+  if (!(spec.blood_hu < spec.bone_hu)) throw std::invalid_argument("model metadata: blood_hu must be below bone_hu");
+  spec.top_k = static_cast<uint32_t>(JsonNumber(json, "top_k", spec.top_k, 1, 100000));
+  spec.voxel_threshold = JsonNumber(json, "voxel_threshold", spec.voxel_threshold, 0, 1);
+  const std::string mode = aihub_ref::JsonValue(json, "volume_mode");
+  if (mode == "soft") {
+    spec.volume_mode = VolumeMode::kSoft;
+  } else if (mode == "count") {
+    spec.volume_mode = VolumeMode::kCount;
+  } else if (!mode.empty()) {
+    throw std::invalid_argument("model metadata: bad volume_mode '" + mode + "' (count or soft)");
+  }
+  spec.volume_cut = JsonNumber(json, "volume_cut", spec.voxel_threshold, 0, 1);
+  spec.threshold = JsonNumber(json, "threshold", spec.threshold, 0, 1);
+  out = spec;
+  return aihub_ref::JsonValue(json, "model_version");
+}
+
+void PreprocessSlice(const float* hu, uint32_t size, uint32_t factor, const ModelSpec& spec, float* out,
+                     size_t channel_stride) {
+  const auto window = static_cast<float>(spec.window_hu);
+  const auto bone = static_cast<float>(spec.bone_hu);
+  const auto blood = static_cast<float>(spec.blood_hu);
+  aihub_ref::PoolSliceChannels<kInputChannels>(
+      hu, size, factor,
+      [&](float v) {
+        return std::array<float, kInputChannels>{std::clamp(v / window, 0.0f, 1.0f), v >= bone ? 1.0f : 0.0f,
+                                                 v >= blood && v < bone ? 1.0f : 0.0f};
+      },
+      out, channel_stride);
 }
 
 Analysis Analyze(const std::vector<float>& prob, const std::vector<float>& input, const GridGeometry& g,
                  const ModelSpec& spec, double lateral_offset_mm) {
   const size_t plane = static_cast<size_t>(g.grid) * g.grid;
   const size_t n = plane * g.slices;
-  if (prob.size() != n || input.size() != 2 * n || n == 0) {
+  if (prob.size() != n || input.size() != kInputChannels * n || n == 0) {
     throw std::invalid_argument("probability map size does not match the grid");
   }
   Analysis a;
@@ -109,9 +84,11 @@ Analysis Analyze(const std::vector<float>& prob, const std::vector<float>& input
 
   const float vt = static_cast<float>(spec.voxel_threshold);
   std::vector<uint64_t> per_slice(g.slices, 0);
-  double column_sum = 0;
+  double column_sum = 0, volume_cells = 0;
   uint64_t left = 0, right = 0;
+  const auto cut = static_cast<float>(spec.volume_cut);
   for (size_t i = 0; i < n; ++i) {
+    if (prob[i] >= cut) volume_cells += spec.volume_mode == VolumeMode::kSoft ? prob[i] : 1.0;
     if (prob[i] < vt) continue;
     ++a.blood_voxels;
     ++per_slice[i / plane];
@@ -121,7 +98,7 @@ Analysis Analyze(const std::vector<float>& prob, const std::vector<float>& input
     if (c != midline) ++(toward_left ? left : right);
   }
   const double cell_mm = g.factor * g.column_spacing_mm * g.factor * g.row_spacing_mm;
-  a.volume_ml = static_cast<double>(a.blood_voxels) * cell_mm * g.slice_spacing_mm / 1000.0;
+  a.volume_ml = volume_cells * cell_mm * g.slice_spacing_mm / 1000.0;
   if (a.blood_voxels == 0) return a;
 
   const double centroid = column_sum / static_cast<double>(a.blood_voxels);

@@ -1,11 +1,14 @@
 """Shared data code for the ICH reference model: phantom generation, a minimal DICOM reader, the preprocessing
 that the C++ plugin repeats exactly, and blood labels. Used by train.py and bench_accuracy.py.
 
-Preprocessing (must match plugins/ich/preprocess.cpp):
-  per pixel  w = clamp(HU / 100, 0, 1)      (brain window [0, 100] HU)
-             b = 1 if HU >= 300 else 0      (bone indicator; tells partial-volume skull edges from blood)
-  per slice  mean-pool both maps by f x f with f = rows / 128 (rows == columns, a multiple of 128: 128..1024)
-  volume     all slices, in the series' sorted order -> tensor [1, 2, slices, 128, 128] (channel 0 = w, 1 = b)
+Preprocessing (must match plugins/ich/ich_model.cpp):
+  per pixel  w = clamp(HU / 100, 0, 1)          (brain window [0, 100] HU)
+             b = 1 if HU >= 300 else 0          (bone indicator; tells partial-volume skull edges from blood)
+             d = 1 if 52 <= HU < 300 else 0     (blood-density indicator: acute blood 60-80 HU, grey matter <= 41)
+  per slice  mean-pool the maps by f x f with f = rows / 128 (rows == columns, a multiple of 128: 128..1024)
+  volume     all slices, in the series' sorted order -> tensor [1, 3, slices, 128, 128] (channels w, b, d)
+The pooled d is the share of a cell's pixels at blood density: what the brain window's mean cannot tell apart
+(a cell half filled with blood over CSF reads like grey matter) it can, which matters for thin subarachnoid blood.
 """
 import json
 import os
@@ -17,6 +20,8 @@ import numpy as np
 GRID = 128
 WINDOW_HU = 100.0
 BONE_HU = 300.0
+BLOOD_HU = 52.0
+CHANNELS = 3
 TYPES = ["intraparenchymal", "subdural", "subarachnoid"]
 
 _LONG_VRS = {b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"}
@@ -75,15 +80,16 @@ def read_series(folder):
 
 
 def preprocess(hu):
-    """HU volume [slices, rows, cols] -> model input [2, slices, 128, 128] (see the module comment)."""
+    """HU volume [slices, rows, cols] -> model input [3, slices, 128, 128] (see the module comment)."""
     s, rows, cols = hu.shape
     if rows != cols or rows % GRID != 0:
         raise ValueError(f"unsupported image size {rows}x{cols}")
     f = rows // GRID
     w = np.clip(hu / np.float32(WINDOW_HU), 0, 1)
     b = (hu >= BONE_HU).astype(np.float32)
+    d = ((hu >= BLOOD_HU) & (hu < BONE_HU)).astype(np.float32)
     pool = lambda a: a.reshape(s, GRID, f, GRID, f).mean(axis=(2, 4), dtype=np.float64).astype(np.float32)
-    return np.stack([pool(w), pool(b)])
+    return np.stack([pool(w), pool(b), pool(d)])
 
 
 def pool_mask(mask):

@@ -36,7 +36,7 @@ constexpr double kMinSliceMm = 2.5, kMaxSliceMm = 7.5;
 constexpr double kMinCellMm = 1.2, kMaxCellMm = 2.6;
 
 const aihub_plugin_descriptor kDescriptor = aihub::MakeDescriptor(
-    "ich", "Intracranial hemorrhage detection (reference model, not for clinical use)", "1.0.0",
+    "ich", "Intracranial hemorrhage detection (reference model, not for clinical use)", "1.1.0",
     AIHUB_ICH_MODEL_VERSION, "aihub reference plugins", "{Modality: CT, BodyPartExamined: [HEAD, BRAIN]}");
 
 const aihub_code kIntracranialHemorrhage{"1386000", "SCT", "Intracranial hemorrhage"};
@@ -177,7 +177,7 @@ class IchPlugin {
     g.slices = 12;
     g.grid = spec_.grid;
     const size_t plane = static_cast<size_t>(g.grid) * g.grid, n = plane * g.slices;
-    std::vector<float> input(2 * n, 0);
+    std::vector<float> input(aihub::ich::kInputChannels * n, 0);
     const double c = (g.grid - 1) / 2.0, radius = 0.4 * g.grid;
     for (uint32_t k = 0; k < g.slices; ++k) {
       for (uint32_t r = 0; r < g.grid; ++r) {
@@ -186,7 +186,10 @@ class IchPlugin {
           const size_t i = k * plane + static_cast<size_t>(r) * g.grid + col;
           if (d < 0.93) input[i] = 0.3f;                                   // brain, 30 HU
           if (d >= 0.93 && d < 1) input[i] = input[n + i] = 1.0f;         // skull
-          if (std::hypot(r - c, col - c - 0.2 * g.grid) < 6 && k >= 4 && k <= 7) input[i] = 0.72f;  // blood
+          if (std::hypot(r - c, col - c - 0.2 * g.grid) < 6 && k >= 4 && k <= 7) {  // blood, 72 HU
+            input[i] = 0.72f;
+            input[2 * n + i] = 1.0f;
+          }
         }
       }
     }
@@ -212,14 +215,13 @@ class IchPlugin {
     grid.slice_spacing_mm = first.spacing_between_slices;
     grid.columns_toward_patient_left = first.orientation[0] > 0;
     const size_t plane = static_cast<size_t>(spec_.grid) * spec_.grid, n = plane * frames;
-    std::vector<float> input(2 * n), frame;
+    std::vector<float> input(aihub::ich::kInputChannels * n), frame;
     for (uint32_t k = 0; k < frames; ++k) {
       if (job.cancelled()) throw aihub::Error(AIHUB_CANCELLED, "cancelled");
       const aihub_frame_geometry g = job.geometry(series, k);
       if (g.rows != first.rows || g.columns != first.columns) throw aihub::NotApplicable("slices differ in size");
       job.read_frame(series, k, frame);
-      aihub::ich::PreprocessSlice(frame.data(), first.rows, grid.factor, spec_, input.data() + k * plane,
-                                  input.data() + n + k * plane);
+      aihub::ich::PreprocessSlice(frame.data(), first.rows, grid.factor, spec_, input.data() + k * plane, n);
       job.progress(0.6 * (k + 1) / frames);
     }
     return input;
@@ -229,7 +231,8 @@ class IchPlugin {
     const int64_t g = spec_.grid;
     torch::NoGradGuard no_grad;
     c10::InferenceMode inference;
-    torch::Tensor x = torch::from_blob(input.data(), {1, 2, static_cast<int64_t>(slices), g, g}, torch::kFloat32);
+    torch::Tensor x = torch::from_blob(input.data(), {1, aihub::ich::kInputChannels, static_cast<int64_t>(slices), g, g},
+                                       torch::kFloat32);
     torch::Tensor y = module_.forward({x.to(device_)}).toTensor().to(torch::kCPU, torch::kFloat32).contiguous();
     if (y.dim() != 5 || y.size(0) != 1 || y.size(1) != 1 || y.size(2) != slices || y.size(3) != g ||
         y.size(4) != g) {

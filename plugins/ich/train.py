@@ -3,8 +3,8 @@
 
     /usr/bin/python3 plugins/ich/train.py [--phantom build/bin/aihub-phantom] [--cache /tmp/aihub-ich-cache]
 
-Reproducible: fixed seeds (torch, numpy), 2 threads, deterministic algorithms, a fixed number of steps.
-Runs in about 10 minutes on 2 CPU cores. Writes plugins/ich/model/ich.pt and plugins/ich/model/MODEL_VERSION.
+Reproducible: fixed seeds (torch, numpy), one thread, deterministic algorithms, a fixed number of steps.
+Runs in about 15 minutes on one CPU core (plus about 5 minutes of phantom generation on the first run). Writes plugins/ich/model/ich.pt and plugins/ich/model/MODEL_VERSION.
 
 Seeds (never overlap):
   training    1000-1095  each seed: one study without and one with a hemorrhage (type cycles, side alternates)
@@ -25,11 +25,16 @@ import torch.nn as nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ichdata  # noqa: E402
 
-MODEL_VERSION = "ich-ref-2026.11"
+MODEL_VERSION = "ich-ref-2026.11.2"
 TRAIN_SEEDS = range(1000, 1096)
 VALIDATION_SEEDS = range(2000, 2036)
 TOP_K = 16               # presence score: mean of the 16 highest voxel probabilities
-VOXEL_THRESHOLD = 0.5    # a model-grid voxel counts as blood (volume, region, laterality) at p >= 0.5
+VOXEL_THRESHOLD = 0.5    # a model-grid voxel counts as blood (region, laterality) at p >= 0.5
+# Volume estimators the validation set chooses from (the one with the lowest worst-type median error):
+#   ("count", t)  voxels with p >= t, each a whole cell
+#   ("soft", t)   sum of p over voxels with p >= t (a cell half filled with blood scores about 0.5, counts half)
+VOLUME_ESTIMATORS = [("count", t) for t in (0.3, 0.4, 0.5)] + [("soft", t) for t in (0.05, 0.1, 0.2, 0.3)]
+SAH_WEIGHT = 2.0         # subarachnoid studies are drawn twice as often: thin blood, the hardest to measure
 STEPS = 600
 LR = 2e-3
 BATCH = 6
@@ -42,12 +47,12 @@ def block(cin, cout):
 
 
 class TinyUNet(nn.Module):
-    """Input [N, 2, S, H, W] (H, W multiples of 4; any S), output blood probability [N, 1, S, H, W].
+    """Input [N, 3, S, H, W] (H, W multiples of 4; any S), output blood probability [N, 1, S, H, W].
     Pools in-plane only: 5 mm slices are already coarse along z."""
 
     def __init__(self):
         super().__init__()
-        self.enc1 = block(2, 8)
+        self.enc1 = block(ichdata.CHANNELS, 8)
         self.enc2 = block(8, 16)
         self.mid = block(16, 24)
         self.pool = nn.MaxPool3d((1, 2, 2))
@@ -71,7 +76,7 @@ class TinyUNet(nn.Module):
 
 
 def study_key(seed, hemorrhage, side, size):
-    return f"s{seed}-{hemorrhage}-{side}-{size}"
+    return f"s{seed}-{hemorrhage}-{side}-{size}-c{ichdata.CHANNELS}"
 
 
 def plan(seed):
@@ -80,7 +85,7 @@ def plan(seed):
 
 
 def load_pair(phantom, cache, seed):
-    """(negative, positive) dicts with x [2,S,128,128], y [S,128,128] (blood fraction per model voxel), truth."""
+    """(negative, positive) dicts with x [3,S,128,128], y [S,128,128] (blood fraction per model voxel), truth."""
     hemorrhage, side, size = plan(seed)
     path = os.path.join(cache, study_key(seed, hemorrhage, side, size) + ".npz")
     if not os.path.exists(path):
@@ -138,8 +143,26 @@ def score_of(prob):
     return float(np.sort(flat[np.argpartition(-flat, TOP_K - 1)[:TOP_K]]).mean())
 
 
-def volume_of(prob):
-    return float((prob >= VOXEL_THRESHOLD).sum()) * (240.0 / ichdata.GRID) ** 2 * 5.0 / 1000.0
+def volume_of(prob, estimator=("count", VOXEL_THRESHOLD)):
+    mode, cut = estimator
+    cells = float((prob >= cut).sum()) if mode == "count" else float(prob[prob >= cut].sum(dtype=np.float64))
+    return cells * (240.0 / ichdata.GRID) ** 2 * 5.0 / 1000.0
+
+
+def choose_volume_estimator(model, studies):
+    """The estimator with the lowest worst-type median relative volume error on `studies` (ties: listed first)."""
+    probs = [(predict(model, st["x"]), st) for st in studies if st["label"] == 1]
+    best, best_err = None, None
+    for est in VOLUME_ESTIMATORS:
+        by_type = {}
+        for prob, st in probs:
+            by_type.setdefault(st["type"], []).append(abs(volume_of(prob, est) - st["volume_ml"]) / st["volume_ml"])
+        worst = max(float(np.median(v)) for v in by_type.values())
+        print(f"volume estimator {est[0]:5s} {est[1]:.2f}: worst-type median error {100 * worst:.1f} % "
+              + " ".join(f"{k} {100 * float(np.median(v)):.1f}" for k, v in sorted(by_type.items())), flush=True)
+        if best_err is None or worst < best_err:
+            best, best_err = est, worst
+    return best
 
 
 def auc(scores, labels):
@@ -149,12 +172,12 @@ def auc(scores, labels):
     return wins / (len(pos) * len(neg))
 
 
-def evaluate(model, studies, threshold=None):
+def evaluate(model, studies, threshold=None, estimator=("count", VOXEL_THRESHOLD)):
     rows = []
     for st in studies:
         t0 = time.time()
         prob = predict(model, st["x"])
-        rows.append((score_of(prob), volume_of(prob), st, time.time() - t0))
+        rows.append((score_of(prob), volume_of(prob, estimator), st, time.time() - t0))
     scores = [r[0] for r in rows]
     labels = [r[2]["label"] for r in rows]
     if threshold is None:  # midway between the classes' closest scores when separable, else best Youden J
@@ -195,7 +218,7 @@ def main():
 
     torch.manual_seed(0)
     np.random.seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     rng = np.random.default_rng(0)
     os.makedirs(args.cache, exist_ok=True)
@@ -208,12 +231,14 @@ def main():
     model = TinyUNet()
     params = sum(p.numel() for p in model.parameters())
     print(f"model: TinyUNet, {params} parameters", flush=True)
+    weights = np.array([SAH_WEIGHT if st["type"] == "subarachnoid" else 1.0 for st in train])
+    weights /= weights.sum()
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=args.steps, pct_start=0.15)
     bce = nn.BCEWithLogitsLoss()
     t0 = time.time()
     for step in range(args.steps):
-        batch = [sample_patch(train[rng.integers(len(train))], rng) for _ in range(BATCH)]
+        batch = [sample_patch(train[rng.choice(len(train), p=weights)], rng) for _ in range(BATCH)]
         x = torch.from_numpy(np.stack([b[0] for b in batch]))
         y = torch.from_numpy(np.stack([b[1] for b in batch]))[:, None]
         z = model.logits(x)
@@ -229,17 +254,19 @@ def main():
             print(f"step {step:4d} loss {loss.item():.4f} ({time.time() - t0:.0f} s)", flush=True)
 
     model.eval()
-    m = evaluate(model, val)
+    estimator = choose_volume_estimator(model, val)
+    m = evaluate(model, val, estimator=estimator)
     threshold = round(m["threshold"], 4)
     print("validation (seeds %d-%d): %s" % (VALIDATION_SEEDS[0], VALIDATION_SEEDS[-1], json.dumps(m, indent=1)))
 
     os.makedirs(args.out, exist_ok=True)
     meta = {"model_version": MODEL_VERSION, "grid": ichdata.GRID, "window_hu": ichdata.WINDOW_HU,
-            "bone_hu": ichdata.BONE_HU, "threshold": threshold, "top_k": TOP_K, "voxel_threshold": VOXEL_THRESHOLD,
+            "bone_hu": ichdata.BONE_HU, "blood_hu": ichdata.BLOOD_HU, "channels": ichdata.CHANNELS,
+            "volume_mode": estimator[0], "volume_cut": estimator[1], "threshold": threshold, "top_k": TOP_K, "voxel_threshold": VOXEL_THRESHOLD,
             "train_seeds": [TRAIN_SEEDS[0], TRAIN_SEEDS[-1]],
             "validation_seeds": [VALIDATION_SEEDS[0], VALIDATION_SEEDS[-1]], "parameters": params,
             "validation": {k: m[k] for k in ("auc", "sensitivity", "specificity", "volume_error_median")}}
-    traced = torch.jit.trace(model, torch.zeros(1, 2, 12, ichdata.GRID, ichdata.GRID))
+    traced = torch.jit.trace(model, torch.zeros(1, ichdata.CHANNELS, 12, ichdata.GRID, ichdata.GRID))
     path = os.path.join(args.out, "ich.pt")
     torch.jit.save(traced, path, _extra_files={"aihub_model.json": json.dumps(meta, sort_keys=True)})
     with open(os.path.join(args.out, "MODEL_VERSION"), "w") as f:
@@ -251,7 +278,14 @@ def main():
         diff = (loaded(x) - model(x)).abs().max().item()
     print(f"exported {path} ({os.path.getsize(path)} bytes), max |scripted - eager| = {diff:.2e}")
     print(f"operating point: presence when the mean of the top {TOP_K} voxel probabilities >= {threshold}")
+    print(f"volume: {estimator[0]} of voxel probabilities >= {estimator[1]}")
 
 
 if __name__ == "__main__":
+    # TorchScript writes some module constants in set order, which follows Python's per-process string hashing: pin
+    # the hash seed so the exported file is byte-identical from run to run (the weights are deterministic anyway).
+    # (Kept down here: the export records the source lines of the model code, which must not move.)
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable] + sys.argv)
     main()

@@ -13,12 +13,14 @@
 //           the rename of a new version into plugin_dir to the registry serving it (inotify watcher), and jobs
 //           lost, counted in the store (routed studies without a succeeded job), plus results whose version
 //           differs from the version their job was routed to.
-//   aihub-bench-host latency  --plugins DIR [--studies 10] [--only id,id,...]
+//   aihub-bench-host latency  --plugins DIR [--studies 10] [--only id,id,...] [--devices cpu,cuda]
 //       (d) per reference plugin in DIR (build/plugins: hyperdensity, ich, pe, pneumothorax, ki67,
 //           ejection_fraction), on --studies phantom studies of its kind made before timing: the plugin's execute
 //           time (inference, p50 and p95) and the host overhead ratio, the whole path per study (scan, route, job
 //           store, claim, execute, compose SR/FHIR/ORU, store, deliver files) over execute. The plugin is loaded
-//           once, as a running host has it; one warm-up study runs first and is reported apart.
+//           once, as a running host has it; one warm-up study runs first and is reported apart. The libtorch
+//           plugins run once per device (plugin config `device:`), CPU beside GPU; on a machine without CUDA
+//           the cuda row says the plugin refused the device.
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/oflog/oflog.h>
@@ -356,23 +358,30 @@ fs::path MakeStudyFor(const std::string& plugin, int i, const fs::path& dir) {
   return {};
 }
 
+// "a,b,,c" -> {a, b, c}.
+std::vector<std::string> List(const std::string& text) {
+  std::vector<std::string> items;
+  for (size_t start = 0; start <= text.size();) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    if (comma > start) items.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return items;
+}
+
+int LatencyRun(const std::string& id, const std::string& device, const fs::path& root, const fs::path& plugin_dir,
+               const std::vector<fs::path>& inputs);
+
 int Latency(const std::map<std::string, std::string>& o) {
   const int studies = std::max(1, Int(o, "studies", 10));
-  std::vector<std::string> plugins = {"hyperdensity", "ich", "pe", "pneumothorax", "ki67", "ejection_fraction"};
-  if (o.count("only")) {
-    plugins.clear();
-    std::string list = o.at("only");
-    for (size_t start = 0; start <= list.size();) {
-      const size_t comma = std::min(list.find(',', start), list.size());
-      if (comma > start) plugins.push_back(list.substr(start, comma - start));
-      start = comma + 1;
-    }
-  }
+  const std::vector<std::string> plugins =
+      List(o.count("only") ? o.at("only") : "hyperdensity,ich,pe,pneumothorax,ki67,ejection_fraction");
+  const std::vector<std::string> devices = List(o.count("devices") ? o.at("devices") : "cpu,cuda");
   const fs::path from = o.at("plugins");
   std::printf("latency: per plugin, %d phantom studies after one warm-up, loaded once; medians (p50) and p95\n",
               studies);
-  std::printf("  %-18s %-34s %9s %9s %9s %9s %8s\n", "plugin", "study", "first s", "exec p50", "exec p95",
-              "path p50", "ratio");
+  std::printf("  %-18s %-6s %-34s %9s %9s %9s %9s %8s\n", "plugin", "device", "study", "first s", "exec p50",
+              "exec p95", "path p50", "ratio");
   int rc = 0;
   for (const std::string& id : plugins) {
     if (!fs::exists(from / (id + ".so"))) {
@@ -386,53 +395,77 @@ int Latency(const std::map<std::string, std::string>& o) {
     fs::copy_file(from / (id + ".so"), plugin_dir / (id + ".so"));
     std::vector<fs::path> inputs;
     for (int i = 0; i <= studies; ++i) inputs.push_back(MakeStudyFor(id, i, root / ("in" + std::to_string(i))));
-    const std::string text = "state_dir: ./var\nplugin_dir: " + plugin_dir.string() + "\nplugins:\n  - id: " + id +
-                             "\n    modes: {default: integrated}\n";
-    auto config = aihub::config::ParseSiteConfig(text, root, "bench.yaml");
-    if (!config.ok()) return 2;
-    auto host = aihub::core::Host::Open(*config, aihub::core::FilePlanner(root / "output"));
-    if (!host.ok()) {
-      std::fprintf(stderr, "%s: %s\n", id.c_str(), host.status().ToString().c_str());
-      return 2;
+    // hyperdensity has no model: it runs on the CPU whatever the config says.
+    const std::vector<std::string> runs = id == "hyperdensity" ? std::vector<std::string>{"cpu"} : devices;
+    for (const std::string& device : runs) {
+      const int run_rc = LatencyRun(id, device, root, plugin_dir, inputs);
+      if (run_rc == 2) return 2;
+      rc = std::max(rc, run_rc);
     }
-    std::vector<double> wall, exec, ratio;
-    double first = 0;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      const auto t0 = Clock::now();
-      auto scanned = aihub::dicom::ScanDirectory(inputs[i]);
-      if (!scanned.ok() || scanned->studies.size() != 1) return 2;
-      auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
-      (*host)->catalog().Add(study);
-      if (!(*host)->runner().Submit(*study, {}, inputs[i].string()).ok()) return 2;
-      auto outcome = (*host)->runner().RunNext();
-      if (!outcome.ok() || !outcome->has_value() || !(**outcome).status.ok()) {
-        std::fprintf(stderr, "%s: study %zu did not succeed: %s\n", id.c_str(), i,
-                     !outcome.ok() ? outcome.status().ToString().c_str()
-                     : !outcome->has_value() ? "no job routed"
-                                             : (**outcome).status.ToString().c_str());
-        rc = 1;
-        break;
-      }
-      if (!aihub::core::DrainFileOutbox((*host)->store()).ok()) return 2;
-      const double w = Seconds(t0), e = (**outcome).execute_seconds;
-      if (i == 0) {
-        first = w;
-        continue;
-      }
-      wall.push_back(w);
-      exec.push_back(e);
-      ratio.push_back(w / e);
-    }
-    if (!exec.empty()) {
-      const std::string kind = inputs[1].filename().string();
-      std::printf("  %-18s %-34s %9.3f %9.3f %9.3f %9.3f %8.3f\n", id.c_str(), kind.substr(0, 34).c_str(), first,
-                  Median(exec), Percentile(exec, 0.95), Median(wall), Median(ratio));
-      std::fflush(stdout);
-    }
-    host->reset();
     fs::remove_all(root);
   }
   std::printf("  (exec: the plugin's execute; path: scan to delivered files; ratio: path / exec per study, median)\n");
+  return rc;
+}
+
+// One plugin on one device over `inputs` (the first is the warm-up): prints its row; 1 when a study failed, 2 on
+// a setup error.
+int LatencyRun(const std::string& id, const std::string& device, const fs::path& root, const fs::path& plugin_dir,
+               const std::vector<fs::path>& inputs) {
+  const fs::path state = root / ("var-" + device);
+  const std::string text = "state_dir: " + state.string() + "\nplugin_dir: " + plugin_dir.string() +
+                           "\nplugins:\n  - id: " + id + "\n    modes: {default: integrated}\n    config: {device: " +
+                           device + "}\n";
+  auto config = aihub::config::ParseSiteConfig(text, root, "bench.yaml");
+  if (!config.ok()) return 2;
+  auto host = aihub::core::Host::Open(*config, aihub::core::FilePlanner(root / ("output-" + device)));
+  if (!host.ok()) {
+    std::fprintf(stderr, "%s: %s\n", id.c_str(), host.status().ToString().c_str());
+    return 2;
+  }
+  if ((*host)->registry().Get(id) == nullptr) {
+    std::printf("  %-18s %-6s not run: the plugin refused `device: %s` (its reason is in the log above)\n",
+                id.c_str(), device.c_str(), device.c_str());
+    std::fflush(stdout);
+    return 0;
+  }
+  int rc = 0;
+  std::vector<double> wall, exec, ratio;
+  double first = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const auto t0 = Clock::now();
+    auto scanned = aihub::dicom::ScanDirectory(inputs[i]);
+    if (!scanned.ok() || scanned->studies.size() != 1) return 2;
+    auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
+    (*host)->catalog().Add(study);
+    if (!(*host)->runner().Submit(*study, {}, inputs[i].string()).ok()) return 2;
+    auto outcome = (*host)->runner().RunNext();
+    if (!outcome.ok() || !outcome->has_value() || !(**outcome).status.ok()) {
+      std::fprintf(stderr, "%s: study %zu did not succeed: %s\n", id.c_str(), i,
+                   !outcome.ok() ? outcome.status().ToString().c_str()
+                   : !outcome->has_value() ? "no job routed"
+                                           : (**outcome).status.ToString().c_str());
+      rc = 1;
+      break;
+    }
+    if (!aihub::core::DrainFileOutbox((*host)->store()).ok()) return 2;
+    const double w = Seconds(t0), e = (**outcome).execute_seconds;
+    if (i == 0) {
+      first = w;
+      continue;
+    }
+    wall.push_back(w);
+    exec.push_back(e);
+    ratio.push_back(w / e);
+  }
+  if (!exec.empty()) {
+    const std::string kind = inputs[1].filename().string();
+    std::printf("  %-18s %-6s %-34s %9.3f %9.3f %9.3f %9.3f %8.3f\n", id.c_str(), device.c_str(),
+                kind.substr(0, 34).c_str(), first, Median(exec), Percentile(exec, 0.95), Median(wall),
+                Median(ratio));
+    std::fflush(stdout);
+  }
+  host->reset();
   return rc;
 }
 

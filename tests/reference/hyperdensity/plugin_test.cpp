@@ -4,13 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "aihub/plugin_api.h"
 #include "phantom/head_ct.h"
-#include "reference/support/fake_host.h"
+#include "reference/support/ct_job.h"
 #include "tools/ct_series_reader.h"
 
 namespace {
@@ -19,31 +18,6 @@ using aihub::phantom::HemorrhageType;
 using aihub::phantom::Side;
 using aihub::testing::FakeHostApi;
 using aihub::testing::PluginLibrary;
-
-// One axial CT series served from memory: 5 mm slices of signed 16-bit data with intercept -1024.
-aihub_job CtJob(const aihub::testing::CtSeriesHu& ct) {
-  aihub::testing::FakeSeries s;
-  s.tags = {{0x00080060, "CT"}};
-  s.frames = ct.slices;
-  aihub_frame_geometry& g = s.geometry;
-  g.rows = ct.rows;
-  g.columns = ct.columns;
-  g.pixel_representation = 1;
-  g.pixel_spacing[0] = ct.row_spacing_mm;
-  g.pixel_spacing[1] = ct.column_spacing_mm;
-  g.slice_thickness = 5;
-  g.spacing_between_slices = ct.slice_spacing_mm;
-  g.has_position = 1;
-  g.rescale_intercept = -1024;
-  s.frame_geometry = [z = std::make_shared<const std::vector<double>>(ct.z)](uint32_t f, aihub_frame_geometry& out) {
-    out.position[2] = (*z)[f];
-    return int32_t{AIHUB_OK};
-  };
-  s.read = aihub::testing::ServeFloatFrames(std::make_shared<const std::vector<float>>(ct.hu));
-  aihub_job job;
-  job.series.push_back(std::move(s));
-  return job;
-}
 
 aihub_job LoadJob(uint64_t seed, HemorrhageType type, Side side, uint32_t slices = 40) {
   aihub::testing::TempDir dir("hyperdensity-plugin");
@@ -55,7 +29,7 @@ aihub_job LoadJob(uint64_t seed, HemorrhageType type, Side side, uint32_t slices
   o.slices = slices;
   const auto truth = aihub::phantom::WriteHeadCt(o, dir.path());
   REQUIRE(truth.ok());
-  return CtJob(aihub::testing::ReadCtSeriesHu(dir.path() / truth->folder));
+  return aihub::testing::CtJob(aihub::testing::ReadCtSeriesHu(dir.path() / truth->folder));
 }
 
 }  // namespace

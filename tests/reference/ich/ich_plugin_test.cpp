@@ -1,149 +1,26 @@
-// The built ich.so with its TorchScript model through the C ABI and a minimal fake host: the cases a real study
+// The built ich.so with its TorchScript model through the C ABI and the shared fake host
+// (reference/support/fake_host.h, which validates the result builder like the real host): the cases a real study
 // cannot show (non-axial, missing spacing, colour, irregular slices, cancellation, bad model files).
-#include <dlfcn.h>
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <map>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "aihub/plugin_api.h"
 #include "phantom/head_ct.h"
+#include "reference/support/ct_job.h"
 #include "tools/ct_series_reader.h"
-
-struct aihub_plugin_context {
-  std::string directory = std::string(AIHUB_BINARY_DIR) + "/plugins";
-  std::map<std::string, std::string> strings;
-  std::map<std::string, double> numbers;
-  std::string error;
-};
-
-struct aihub_job {
-  aihub::testing::CtSeriesHu series;
-  double orientation[6] = {1, 0, 0, 0, 1, 0};
-  int32_t photometric = AIHUB_PHOTOMETRIC_MONOCHROME2;
-  double spacing_between_slices = 5;
-  bool cancelled = false;
-  std::string error, summary;
-  struct Finding {
-    std::string code;
-    int32_t presence, urgency, laterality;
-    double confidence;
-    std::vector<double> measurements;
-  };
-  std::vector<Finding> findings;
-};
 
 namespace {
 
 using aihub::phantom::HemorrhageType;
 using aihub::phantom::Side;
+using aihub::testing::FakeHostApi;
+using aihub::testing::PluginLibrary;
 using aihub::testing::TempDir;
-
-const std::string kPluginDir = std::string(AIHUB_BINARY_DIR) + "/plugins";
-
-aihub_host_api MakeHost() {
-  aihub_host_api h{};
-  h.struct_size = sizeof h;
-  h.api_version_major = AIHUB_PLUGIN_API_VERSION_MAJOR;
-  h.api_version_minor = AIHUB_PLUGIN_API_VERSION_MINOR;
-  h.log = [](aihub_plugin_context*, int32_t, const char*) {};
-  h.config_json = [](aihub_plugin_context*) { return "{}"; };
-  h.config_string = [](aihub_plugin_context* c, const char* key) -> const char* {
-    auto it = c->strings.find(key);
-    return it == c->strings.end() ? nullptr : it->second.c_str();
-  };
-  h.config_number = [](aihub_plugin_context* c, const char* key, double fallback) {
-    auto it = c->numbers.find(key);
-    return it == c->numbers.end() ? fallback : it->second;
-  };
-  h.plugin_directory = [](aihub_plugin_context* c) { return c->directory.c_str(); };
-  h.context_set_error = [](aihub_plugin_context* c, const char* m) { c->error = m; };
-  h.job_log = [](aihub_job*, int32_t, const char*) {};
-  h.job_set_error = [](aihub_job* j, const char* m) { j->error = m; };
-  h.job_is_cancelled = [](aihub_job* j) -> int32_t { return j->cancelled ? 1 : 0; };
-  h.job_progress = [](aihub_job*, double) {};
-  h.study_tag = [](aihub_job*, uint32_t tag) -> const char* { return tag == 0x00080060 ? "CT" : nullptr; };
-  h.series_count = [](aihub_job*) -> uint32_t { return 1; };
-  h.series_tag = [](aihub_job*, uint32_t s, uint32_t tag) -> const char* {
-    return s == 0 && tag == 0x00080060 ? "CT" : nullptr;
-  };
-  h.frame_count = [](aihub_job* j, uint32_t) -> uint32_t { return j->series.slices; };
-  h.frame_geometry = [](aihub_job* j, uint32_t s, uint32_t f, aihub_frame_geometry* g) -> int32_t {
-    if (s != 0 || f >= j->series.slices) return AIHUB_INVALID_ARGUMENT;
-    g->rows = j->series.rows;
-    g->columns = j->series.columns;
-    g->samples_per_pixel = j->photometric == AIHUB_PHOTOMETRIC_RGB ? 3 : 1;
-    g->bits_allocated = g->bits_stored = 16;
-    g->pixel_representation = 1;
-    g->photometric = j->photometric;
-    g->pixel_spacing[0] = j->series.row_spacing_mm;
-    g->pixel_spacing[1] = j->series.column_spacing_mm;
-    g->slice_thickness = 5;
-    g->spacing_between_slices = j->spacing_between_slices;
-    g->position[2] = j->series.z[f];
-    for (int i = 0; i < 6; ++i) g->orientation[i] = j->orientation[i];
-    g->has_position = 1;
-    g->rescale_slope = 1;
-    g->rescale_intercept = -1024;
-    g->frame_number = 1;
-    return AIHUB_OK;
-  };
-  h.read_frame = [](aihub_job* j, uint32_t s, uint32_t f, int32_t format, void* buffer, uint64_t size) -> int32_t {
-    const size_t n = static_cast<size_t>(j->series.rows) * j->series.columns;
-    if (s != 0 || f >= j->series.slices || format != AIHUB_PIXEL_FLOAT32_MODALITY || size < n * sizeof(float)) {
-      return AIHUB_INVALID_ARGUMENT;
-    }
-    std::copy_n(j->series.hu.begin() + static_cast<std::ptrdiff_t>(f * n), n, static_cast<float*>(buffer));
-    return AIHUB_OK;
-  };
-  h.add_finding = [](aihub_job* j, const aihub_finding* f, uint32_t* index) -> int32_t {
-    j->findings.push_back({f->code.value, f->presence, f->urgency, f->laterality, f->confidence, {}});
-    *index = static_cast<uint32_t>(j->findings.size() - 1);
-    return AIHUB_OK;
-  };
-  h.add_measurement = [](aihub_job* j, uint32_t i, const aihub_measurement* m) -> int32_t {
-    if (i >= j->findings.size()) return AIHUB_INVALID_ARGUMENT;
-    j->findings[i].measurements.push_back(m->value);
-    return AIHUB_OK;
-  };
-  h.add_region = [](aihub_job* j, uint32_t i, const aihub_region*) -> int32_t {
-    return i < j->findings.size() ? AIHUB_OK : AIHUB_INVALID_ARGUMENT;
-  };
-  h.set_summary = [](aihub_job* j, const char* text) -> int32_t {
-    j->summary = text;
-    return AIHUB_OK;
-  };
-  return h;
-}
-
-// ich.so opened directly (the fake-host tests).
-struct Plugin {
-  void* handle = nullptr;
-  aihub_plugin_describe_fn describe = nullptr;
-  aihub_plugin_create_fn create = nullptr;
-  aihub_plugin_execute_fn execute = nullptr;
-  aihub_plugin_destroy_fn destroy = nullptr;
-  aihub_plugin_self_test_fn self_test = nullptr;
-  Plugin() {
-    const std::string path = kPluginDir + "/ich.so";
-    handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    REQUIRE_MESSAGE(handle != nullptr, dlerror());
-    describe = reinterpret_cast<aihub_plugin_describe_fn>(dlsym(handle, AIHUB_PLUGIN_DESCRIBE_SYMBOL));
-    create = reinterpret_cast<aihub_plugin_create_fn>(dlsym(handle, AIHUB_PLUGIN_CREATE_SYMBOL));
-    execute = reinterpret_cast<aihub_plugin_execute_fn>(dlsym(handle, AIHUB_PLUGIN_EXECUTE_SYMBOL));
-    destroy = reinterpret_cast<aihub_plugin_destroy_fn>(dlsym(handle, AIHUB_PLUGIN_DESTROY_SYMBOL));
-    self_test = reinterpret_cast<aihub_plugin_self_test_fn>(dlsym(handle, AIHUB_PLUGIN_SELF_TEST_SYMBOL));
-    REQUIRE((describe && create && execute && destroy && self_test));
-  }
-  ~Plugin() {
-    if (handle) dlclose(handle);
-  }
-};
 
 aihub_job LoadJob(uint64_t seed, HemorrhageType type, Side side, uint32_t slices, uint32_t size = 256) {
   TempDir dir("ich-plugin");
@@ -155,19 +32,17 @@ aihub_job LoadJob(uint64_t seed, HemorrhageType type, Side side, uint32_t slices
   o.slices = slices;
   const auto truth = aihub::phantom::WriteHeadCt(o, dir.path());
   REQUIRE(truth.ok());
-  aihub_job job;
-  job.series = aihub::testing::ReadCtSeriesHu(dir.path() / truth->folder);
-  return job;
+  return aihub::testing::CtJob(aihub::testing::ReadCtSeriesHu(dir.path() / truth->folder));
 }
 
 }  // namespace
 
 TEST_CASE("descriptor names id and versions and head CT rules") {
-  Plugin p;
+  PluginLibrary p("ich.so");
   const aihub_plugin_descriptor* d = p.describe();
   CHECK(std::string(d->id) == "ich");
   CHECK(std::string(d->name) == "Intracranial hemorrhage detection (reference model, not for clinical use)");
-  CHECK(std::string(d->version) == "1.0.0");
+  CHECK(std::string(d->version) == "1.1.0");
   CHECK(std::string(d->model_version).rfind("ich-ref-", 0) == 0);
   CHECK(std::string(d->default_rules_yaml) == "{Modality: CT, BodyPartExamined: [HEAD, BRAIN]}");
 }
@@ -179,8 +54,8 @@ TEST_CASE("a corrupt or missing model file or a bad device fails creation with a
       std::ofstream garbage(dir.path() / "ich.pt", std::ios::binary);
       garbage << "this is not a TorchScript archive\n" << std::string(4096, '\x7f');
     }
-    Plugin p;
-    const aihub_host_api host = MakeHost();
+    PluginLibrary p("ich.so");
+    const aihub_host_api host = FakeHostApi();
     aihub_plugin_context ctx;
     ctx.directory = dir.path().string();
     aihub_plugin_instance* instance = nullptr;
@@ -200,8 +75,8 @@ TEST_CASE("a corrupt or missing model file or a bad device fails creation with a
 }
 
 TEST_CASE("through the C ABI the self-test passes and unsuitable series are not applicable and cancellation stops it") {
-  Plugin p;
-  const aihub_host_api host = MakeHost();
+  PluginLibrary p("ich.so");
+  const aihub_host_api host = FakeHostApi();
   aihub_plugin_context ctx;
   aihub_plugin_instance* instance = nullptr;
   REQUIRE_MESSAGE(p.create(&host, &ctx, &instance) == AIHUB_OK, ctx.error);
@@ -214,22 +89,23 @@ TEST_CASE("through the C ABI the self-test passes and unsuitable series are not 
   aihub_job job = LoadJob(41, HemorrhageType::kSubdural, Side::kRight, 12);
   aihub_job sagittal = job;
   const double sag[6] = {0, 1, 0, 0, 0, -1};
-  std::copy(sag, sag + 6, sagittal.orientation);
+  std::copy(sag, sag + 6, sagittal.series[0].geometry.orientation);
   CHECK(p.execute(instance, &sagittal) == AIHUB_FAILED_PRECONDITION);
   CHECK(sagittal.error.find("axial") != std::string::npos);
 
   aihub_job no_spacing = job;
-  no_spacing.series.row_spacing_mm = 0;
+  no_spacing.series[0].geometry.pixel_spacing[0] = 0;
   CHECK(p.execute(instance, &no_spacing) == AIHUB_FAILED_PRECONDITION);
   CHECK(no_spacing.error.find("pixel spacing") != std::string::npos);
 
   aihub_job colour = job;
-  colour.photometric = AIHUB_PHOTOMETRIC_RGB;
+  colour.series[0].geometry.photometric = AIHUB_PHOTOMETRIC_RGB;
+  colour.series[0].geometry.samples_per_pixel = 3;
   CHECK(p.execute(instance, &colour) == AIHUB_FAILED_PRECONDITION);
   CHECK(colour.error.find("monochrome") != std::string::npos);
 
   aihub_job irregular = job;
-  irregular.spacing_between_slices = 0;
+  irregular.series[0].geometry.spacing_between_slices = 0;
   CHECK(p.execute(instance, &irregular) == AIHUB_FAILED_PRECONDITION);
   CHECK(irregular.error.find("evenly spaced") != std::string::npos);
 
@@ -239,17 +115,34 @@ TEST_CASE("through the C ABI the self-test passes and unsuitable series are not 
 
   for (const aihub_job* j : {&short_series, &sagittal, &no_spacing, &colour, &irregular, &odd_size}) {
     CHECK(j->findings.empty());
+    CHECK(j->reads.empty());  // refused from the headers, before any pixel was read
   }
 
   aihub_job cancelled = job;
   cancelled.cancelled = true;
   CHECK(p.execute(instance, &cancelled) == AIHUB_CANCELLED);
   CHECK(cancelled.findings.empty());
+  aihub_job mid_read = job;  // cancelled while the slices are read: stops there
+  mid_read.cancel_after_reads = 3;
+  CHECK(p.execute(instance, &mid_read) == AIHUB_CANCELLED);
+  CHECK(mid_read.reads.size() == 3);
+  CHECK(mid_read.findings.empty());
 
   // The same series, fine otherwise, runs through (a subdural bleed on the right).
   REQUIRE_MESSAGE(p.execute(instance, &job) == AIHUB_OK, job.error);
+  CHECK_MESSAGE(job.builder_error.empty(), job.builder_error);
   REQUIRE(job.findings.size() == 1);
-  CHECK(job.findings[0].presence == AIHUB_PRESENCE_PRESENT);
-  CHECK(job.findings[0].laterality == AIHUB_LATERALITY_RIGHT);
+  const auto& f = job.findings[0];
+  CHECK(f.code.value == "1386000");
+  CHECK(f.presence == AIHUB_PRESENCE_PRESENT);
+  CHECK(f.urgency == AIHUB_URGENCY_CRITICAL);
+  CHECK(f.laterality == AIHUB_LATERALITY_RIGHT);
+  REQUIRE(f.measurements.size() == 1);
+  CHECK(f.measurements[0].unit == "mL");
+  CHECK(f.measurements[0].value > 0);
+  REQUIRE(f.regions.size() == 1);
+  CHECK(f.regions[0].graphic_type == AIHUB_GRAPHIC_POLYGON);
+  CHECK(f.regions[0].frame < 12);
+  CHECK(job.reads.size() == 12);  // every slice read once
   p.destroy(instance);
 }

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <cstddef>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -17,22 +19,34 @@ inline uint32_t PoolingFactor(uint32_t rows, uint32_t columns, uint32_t grid) {
   return f <= 16 ? f : 0;
 }
 
-// Mean of fn(pixel) over each factor x factor cell of a size x size slice, into out[grid * grid]. Sums in double,
-// as numpy's mean(dtype=float64) in the training scripts.
-template <typename Fn>
-void PoolSlice(const float* pixels, uint32_t size, uint32_t factor, Fn fn, float* out) {
+// Per-pixel features pooled in one pass: fn(pixel) returns a std::array<float, N>; channel ch of each
+// factor x factor cell's mean goes to out[ch * channel_stride + cell] (cells row by row, grid = size / factor).
+// Sums in double, as numpy's mean(dtype=float64) in the training scripts.
+template <size_t N, typename Fn>
+void PoolSliceChannels(const float* pixels, uint32_t size, uint32_t factor, Fn fn, float* out, size_t channel_stride) {
   const uint32_t grid = size / factor;
   const double cell = static_cast<double>(factor) * factor;
   for (uint32_t gr = 0; gr < grid; ++gr) {
     for (uint32_t gc = 0; gc < grid; ++gc) {
-      double sum = 0;
+      std::array<double, N> sum{};
       for (uint32_t dr = 0; dr < factor; ++dr) {
         const float* row = pixels + static_cast<size_t>(gr * factor + dr) * size + static_cast<size_t>(gc) * factor;
-        for (uint32_t dc = 0; dc < factor; ++dc) sum += fn(row[dc]);
+        for (uint32_t dc = 0; dc < factor; ++dc) {
+          const std::array<float, N> f = fn(row[dc]);
+          for (size_t ch = 0; ch < N; ++ch) sum[ch] += f[ch];
+        }
       }
-      out[static_cast<size_t>(gr) * grid + gc] = static_cast<float>(sum / cell);
+      for (size_t ch = 0; ch < N; ++ch) {
+        out[ch * channel_stride + static_cast<size_t>(gr) * grid + gc] = static_cast<float>(sum[ch] / cell);
+      }
     }
   }
+}
+
+// Mean of fn(pixel) over each factor x factor cell of a size x size slice, into out[grid * grid].
+template <typename Fn>
+void PoolSlice(const float* pixels, uint32_t size, uint32_t factor, Fn fn, float* out) {
+  PoolSliceChannels<1>(pixels, size, factor, [&](float v) { return std::array<float, 1>{fn(v)}; }, out, 0);
 }
 
 // Resampling along z onto cells of about cell_mm: the series' extent (slices x spacing) is cut into
