@@ -1,6 +1,7 @@
 #include "pe_model.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <functional>
 #include <stdexcept>
@@ -15,6 +16,12 @@ namespace aihub::pe {
 std::string ParseModelMetadata(const std::string& json, ModelSpec& out) {
   using aihub_ref::JsonNumber;
   ModelSpec spec = out;  // `out` changes only when every value is valid
+  // Models before pe-ref-2026.11.3 took two channels and did not say so.
+  const auto channels = static_cast<uint32_t>(JsonNumber(json, "channels", 2, 1, 64));
+  if (channels != kInputChannels) {
+    throw std::invalid_argument("model metadata: the model takes " + std::to_string(channels) +
+                                " input channels; this plugin prepares " + std::to_string(kInputChannels));
+  }
   spec.grid = static_cast<uint32_t>(JsonNumber(json, "grid", spec.grid, 16, 1024));
   if (spec.grid % 4 != 0) throw std::invalid_argument("model metadata: grid must be a multiple of 4");
   spec.cell_z_mm = JsonNumber(json, "cell_z_mm", spec.cell_z_mm, 0.25, 20);
@@ -24,6 +31,12 @@ std::string ParseModelMetadata(const std::string& json, ModelSpec& out) {
     throw std::invalid_argument("model metadata: vessel_hi_hu must exceed vessel_lo_hu");
   }
   spec.lung_hu = JsonNumber(json, "lung_hu", spec.lung_hu, -2000, 4000);
+  spec.clot_lo_hu = JsonNumber(json, "clot_lo_hu", spec.clot_lo_hu, -2000, 4000);
+  spec.clot_hi_hu = JsonNumber(json, "clot_hi_hu", spec.clot_hi_hu, -2000, 4000);
+  if (!(spec.clot_hi_hu > spec.clot_lo_hu)) {
+    throw std::invalid_argument("model metadata: clot_hi_hu must exceed clot_lo_hu");
+  }
+  spec.contrast_hu = JsonNumber(json, "contrast_hu", spec.contrast_hu, -2000, 4000);
   if (JsonNumber(json, "classes", kClassCount, 1, 1000) != kClassCount) {
     throw std::invalid_argument("model metadata: the model must have 7 output classes");
   }
@@ -35,14 +48,22 @@ std::string ParseModelMetadata(const std::string& json, ModelSpec& out) {
   return aihub_ref::JsonValue(json, "model_version");
 }
 
-void PreprocessSlice(const float* hu, uint32_t size, uint32_t factor, const ModelSpec& spec, float* vessel_out,
-                     float* lung_out) {
+void PreprocessSlice(const float* hu, uint32_t size, uint32_t factor, const ModelSpec& spec, float* out,
+                     size_t channel_stride) {
   const auto lo = static_cast<float>(spec.vessel_lo_hu);
   const auto width = static_cast<float>(spec.vessel_hi_hu - spec.vessel_lo_hu);
   const auto lung = static_cast<float>(spec.lung_hu);
-  aihub_ref::PoolSlice(hu, size, factor, [&](float v) { return std::clamp((v - lo) / width, 0.0f, 1.0f); },
-                       vessel_out);
-  aihub_ref::PoolSlice(hu, size, factor, [&](float v) { return v < lung ? 1.0f : 0.0f; }, lung_out);
+  const auto clot_lo = static_cast<float>(spec.clot_lo_hu);
+  const auto clot_hi = static_cast<float>(spec.clot_hi_hu);
+  const auto contrast = static_cast<float>(spec.contrast_hu);
+  aihub_ref::PoolSliceChannels<kInputChannels>(
+      hu, size, factor,
+      [&](float v) {
+        return std::array<float, kInputChannels>{std::clamp((v - lo) / width, 0.0f, 1.0f), v < lung ? 1.0f : 0.0f,
+                                                 v >= clot_lo && v < clot_hi ? 1.0f : 0.0f,
+                                                 v >= contrast ? 1.0f : 0.0f};
+      },
+      out, channel_stride);
 }
 
 double MediastinumMaxHu(const float* hu, uint32_t size, uint32_t factor, double pixel_mm, double half_width_mm,

@@ -3,9 +3,13 @@
 //
 //   per pixel  v = clamp((HU - vessel_lo_hu) / (vessel_hi_hu - vessel_lo_hu), 0, 1)   (window [-200, 500] HU)
 //              l = HU < lung_hu ? 1 : 0                                             (lung/air, -500 HU)
-//   per slice  both maps mean-pooled by f x f, f = rows / grid (rows == columns, a multiple of the 128 grid)
+//              c = clot_lo_hu <= HU < clot_hi_hu ? 1 : 0                   (clot density, [-30, 120) HU)
+//              e = HU >= contrast_hu ? 1 : 0                               (contrast density, 180 HU)
+//   per slice  the maps mean-pooled by f x f, f = rows / grid (rows == columns, a multiple of the 128 grid)
 //   along z    overlap-weighted means onto cells of about cell_z_mm (aihub_ref::MakeZResampling)
-//   volume     -> [1, 2, cells, grid, grid] (channel 0 = v, 1 = l), padded along z to a multiple of 4
+//   volume     -> [1, 4, cells, grid, grid] (channels v, l, c, e), padded along z to a multiple of 4
+// The shares c and e tell a cell full of clot from a cell on the edge of a small opacified artery (contrast and
+// lung pixels), which have about the same mean density at the 2.8 mm grid.
 //
 // The model returns per model-grid voxel the probabilities of 7 classes (kClass*). Post-processing (Analyze):
 // clot probability = sum of the five clot classes; presence score = mean of the top_k clot probabilities;
@@ -38,12 +42,17 @@ enum ModelClass : uint32_t {
   kClassCount = 7,
 };
 
+constexpr uint32_t kInputChannels = 4;
+
 struct ModelSpec {
   uint32_t grid = 128;
   double cell_z_mm = 3.125;
   double vessel_lo_hu = -200;
   double vessel_hi_hu = 500;
   double lung_hu = -500;
+  double clot_lo_hu = -30;
+  double clot_hi_hu = 120;
+  double contrast_hu = 180;
   uint32_t top_k = 8;
   double voxel_threshold = 0.5;
   double volume_floor = 0.2;
@@ -51,13 +60,15 @@ struct ModelSpec {
 };
 
 // Parses the model file's "aihub_model.json" into `spec`, keeping defaults for absent keys; returns the
-// model_version ("" when absent). Throws std::invalid_argument on bad values (also a class count other than 7)
-// and then leaves `spec` unchanged.
+// model_version ("" when absent). Throws std::invalid_argument on bad values (also a class count other than 7, or
+// an input channel count other than kInputChannels: a model trained for other preprocessing) and then leaves
+// `spec` unchanged.
 std::string ParseModelMetadata(const std::string& json, ModelSpec& spec);
 
-// Writes the two pooled grid x grid channels of one size x size slice (size = grid * factor).
-void PreprocessSlice(const float* hu, uint32_t size, uint32_t factor, const ModelSpec& spec, float* vessel_out,
-                     float* lung_out);
+// Writes the kInputChannels pooled grid x grid channels of one size x size slice (size = grid * factor): channel
+// ch at out + ch * channel_stride.
+void PreprocessSlice(const float* hu, uint32_t size, uint32_t factor, const ModelSpec& spec, float* out,
+                     size_t channel_stride);
 
 // Highest mean HU of a pooled cell in the central mediastinum of one slice (columns and rows within the given
 // mm of the image centre: |x| <= half_width_mm, -anterior_mm <= y <= posterior_mm). Opacified pulmonary
@@ -84,7 +95,7 @@ struct BranchLevelLimits {
 Site SiteAt(double offset_mm, const BranchLevelLimits& limits = {});
 
 // Mean over z cells of the centre of the body's left-right extent: the first and last grid column whose vessel
-// channel (input channel 0, [2, cells, grid, grid]) exceeds `body_level` (0.2: about -60 HU, soft tissue). The
+// channel (input channel 0 of [kInputChannels, cells, grid, grid]) exceeds `body_level` (0.2: about -60 HU, soft tissue). The
 // chest wall is near-symmetric, unlike the mediastinum. (grid - 1) / 2 when no cell holds body.
 double BodyMidlineColumn(const std::vector<float>& input, uint32_t cells, uint32_t grid, float body_level = 0.2f);
 

@@ -5,10 +5,15 @@ Model grid: GRID x GRID in plane (128; 2.8 mm cells for a 360 mm field of view) 
 along z. Preprocessing (must match pe_model.cpp):
   per pixel  v = clamp((HU - VESSEL_LO_HU) / (VESSEL_HI_HU - VESSEL_LO_HU), 0, 1)   (window [-200, 500] HU)
              l = 1 if HU < LUNG_HU else 0                                          (lung/air indicator, -500 HU)
-  per slice  both maps mean-pooled by f x f, f = rows / GRID (rows == columns, a multiple of GRID)
+             c = 1 if CLOT_LO_HU <= HU < CLOT_HI_HU else 0          (clot-density indicator, [-30, 120) HU)
+             e = 1 if HU >= CONTRAST_HU else 0                     (contrast-density indicator, 180 HU)
+  per slice  the maps mean-pooled by f x f, f = rows / GRID (rows == columns, a multiple of GRID)
   along z    the series' extent (slices x spacing) is cut into n = max(1, round(extent / CELL_Z_MM)) equal cells;
              each cell is the overlap-weighted mean of the input slices it covers (z_weights)
-  volume     -> [1, 2, n, GRID, GRID] (channel 0 = v, 1 = l)
+  volume     -> [1, 4, n, GRID, GRID] (channels v, l, c, e)
+The pooled c and e are the shares of a cell's pixels at clot and at contrast density. A 2.8 mm cell on the edge of
+a 5 mm lobar artery (contrast and lung) has about the mean density of a cell full of clot; the shares tell the two
+apart (the edge cell has contrast and lung pixels, hardly any at clot density), which the mean alone cannot.
 Output: softmax over CLASSES per model-grid voxel.
 """
 import json
@@ -23,6 +28,10 @@ CELL_Z_MM = 3.125
 VESSEL_LO_HU = -200.0
 VESSEL_HI_HU = 500.0
 LUNG_HU = -500.0
+CLOT_LO_HU = -30.0
+CLOT_HI_HU = 120.0
+CONTRAST_HU = 180.0
+CHANNELS = 4
 BRANCHES = ["main", "right", "left", "right_upper_lobar", "right_middle_lobar", "right_lower_lobar",
             "left_upper_lobar", "left_lower_lobar"]
 # Output classes: 0 background, 1 contrast-filled artery lumen, 2.. embolus by the branch level it sits in.
@@ -113,14 +122,16 @@ def pool_plane(a):
 
 
 def preprocess(hu, dz):
-    """HU volume [slices, rows, cols] -> model input float32 [2, n, GRID, GRID] (see the module comment)."""
+    """HU volume [slices, rows, cols] -> model input float32 [4, n, GRID, GRID] (see the module comment)."""
     s, rows, cols = hu.shape
     if rows != cols or rows % GRID != 0:
         raise ValueError(f"unsupported image size {rows}x{cols}")
     v = np.clip((hu - np.float32(VESSEL_LO_HU)) / np.float32(VESSEL_HI_HU - VESSEL_LO_HU), 0, 1)
     lung = (hu < LUNG_HU).astype(np.float32)
+    clot = ((hu >= CLOT_LO_HU) & (hu < CLOT_HI_HU)).astype(np.float32)
+    contrast = (hu >= CONTRAST_HU).astype(np.float32)
     w = z_weights(s, dz)
-    out = [np.tensordot(w, pool_plane(c), axes=(1, 0)) for c in (v, lung)]
+    out = [np.tensordot(w, pool_plane(c), axes=(1, 0)) for c in (v, lung, clot, contrast)]
     return np.stack(out).astype(np.float32)
 
 

@@ -37,7 +37,7 @@ constexpr double kMinCoverageMm = 100;  // the central pulmonary arteries and th
 constexpr double kMinCellMm = 2.0, kMaxCellMm = 3.6;
 
 const aihub_plugin_descriptor kDescriptor = aihub::MakeDescriptor(
-    "pe", "Pulmonary embolism detection on CTPA (reference model, not for clinical use)", "1.0.0",
+    "pe", "Pulmonary embolism detection on CTPA (reference model, not for clinical use)", "1.1.0",
     AIHUB_PE_MODEL_VERSION, "aihub reference plugins",
     "{Modality: CT, BodyPartExamined: [CHEST, THORAX], "
     "SeriesDescription: {regex: \".*([Cc][Tt][Pp][Aa]|[Aa][Nn][Gg][Ii][Oo]|\\\\b[Pp][Ee]\\\\b).*\"}}");
@@ -192,7 +192,7 @@ class PePlugin {
   void self_test() {
     const uint32_t cells = 16, grid = spec_.grid;
     const size_t plane = static_cast<size_t>(grid) * grid, n = plane * cells;
-    std::vector<float> input(2 * n, 0);
+    std::vector<float> input(aihub::pe::kInputChannels * n, 0);
     const double c = (grid - 1) / 2.0;
     for (uint32_t k = 0; k < cells; ++k) {
       for (uint32_t r = 0; r < grid; ++r) {
@@ -201,7 +201,9 @@ class PePlugin {
           const bool artery = std::hypot(r - c, col - c) < 2;
           const bool plug = artery && k >= 6 && k <= 9;
           input[i] = plug ? 0.34f : artery ? 0.76f : 0.0f;
-          input[n + i] = artery ? 0.0f : 1.0f;
+          input[n + i] = artery ? 0.0f : 1.0f;  // lung around the artery
+          input[2 * n + i] = plug ? 1.0f : 0.0f;
+          input[3 * n + i] = artery && !plug ? 1.0f : 0.0f;
         }
       }
     }
@@ -253,18 +255,18 @@ class PePlugin {
     for (int d = 0; d < 3; ++d) grid.normal[d] = length > 0 ? grid.normal[d] / length : (d == 2 ? 1 : 0);
 
     const size_t plane = static_cast<size_t>(spec_.grid) * spec_.grid, n = plane * z.cells;
-    std::vector<float> input(2 * n, 0.0f), vessel(plane), lung(plane);
+    constexpr uint32_t channels = aihub::pe::kInputChannels;
+    std::vector<float> input(channels * n, 0.0f), slice(channels * plane);
     aihub_ref::ForEachFrame(job, series, 0.6, [&](uint32_t k, const std::vector<float>& hu) {
-      aihub::pe::PreprocessSlice(hu.data(), first.rows, grid.factor, spec_, vessel.data(), lung.data());
+      aihub::pe::PreprocessSlice(hu.data(), first.rows, grid.factor, spec_, slice.data(), plane);
       contrast_hu = std::max(contrast_hu, aihub::pe::MediastinumMaxHu(hu.data(), first.rows, grid.factor,
                                                                        grid.pixel_mm));
       for (const auto& share : z.by_slice[k]) {
-        float* v = input.data() + share.cell * plane;
-        float* l = input.data() + n + share.cell * plane;
         const auto w = static_cast<float>(share.weight);
-        for (size_t i = 0; i < plane; ++i) {
-          v[i] += w * vessel[i];
-          l[i] += w * lung[i];
+        for (uint32_t ch = 0; ch < channels; ++ch) {
+          float* cell = input.data() + ch * n + share.cell * plane;
+          const float* from = slice.data() + ch * plane;
+          for (size_t i = 0; i < plane; ++i) cell[i] += w * from[i];
         }
       }
     });
@@ -278,9 +280,10 @@ class PePlugin {
     const int64_t g = spec_.grid, s = cells, padded = (s + 3) / 4 * 4;
     torch::NoGradGuard no_grad;
     c10::InferenceMode inference;
-    torch::Tensor x = torch::from_blob(const_cast<float*>(input.data()), {1, 2, s, g, g}, torch::kFloat32);
+    const int64_t channels = aihub::pe::kInputChannels;
+    torch::Tensor x = torch::from_blob(const_cast<float*>(input.data()), {1, channels, s, g, g}, torch::kFloat32);
     if (padded != s) {
-      x = torch::cat({x, x.slice(2, s - 1, s).expand({1, 2, padded - s, g, g})}, 2);
+      x = torch::cat({x, x.slice(2, s - 1, s).expand({1, channels, padded - s, g, g})}, 2);
     }
     torch::Tensor y = module_.forward({x.to(device_)}).toTensor();
     if (y.dim() != 5 || y.size(0) != 1 || y.size(1) != aihub::pe::kClassCount || y.size(2) != padded ||

@@ -4,15 +4,16 @@
     /usr/bin/python3 plugins/pe/train.py [--phantom build/bin/aihub-phantom] [--cache /tmp/aihub-pe-cache]
         [--init STAGE1.pt]
 
-Two stages. Stage 1 (1800 steps from random weights, every training pair equally often, LR 3e-3) is the recipe
-of pe-ref-2026.11. Stage 2 fine-tunes it (1000 steps, LR 1e-3): pairs drawn by their clot's branch (small lobar
-clots more often) and a tenth of the patches anywhere in the volume (stage 1 called the table under the patient
-lumen, which doubled the lumen volume and halved the clot burden). --init STAGE1.pt skips stage 1 and starts
-stage 2 from that model (pe-ref-2026.11.2 = stage 2 from pe-ref-2026.11's pe.pt); stage 2 seeds its own
-generators, so both ways give the same stage 2 when stage 1 reproduces.
+Three stages. Stage 1 (1800 steps from random weights, every training pair equally often, one-cycle LR to 3e-3).
+Stage 2 fine-tunes it (1000 steps, one-cycle LR to 1e-3): pairs drawn by their clot's branch (small lobar clots
+more often) and a tenth of the patches anywhere in the volume (stage 1 alone called the table under the patient
+lumen, which doubled the lumen volume and halved the clot burden). Stage 3 (600 steps, constant LR 5e-4, sampled
+as stage 2) adds a per-patch Dice term, so the small right middle lobar clots weigh as much as the large ones
+(see PATCH_DICE). --init STAGE1.pt skips stage 1 and starts stage 2 from that model; each stage seeds its own
+generators, so a stage continues a loaded model exactly as it continues a fresh one.
 Reproducible: fixed seeds (torch, numpy), 1 thread (the machine is shared), deterministic algorithms, a fixed
-number of steps. Data generation takes about 7 minutes once (cached), stage 1 about 11.5 minutes (1800 steps at
-~0.35 s), stage 2 about 6-8 minutes (1000 steps at 0.35-0.45 s on a shared core) plus validation.
+number of steps. Data generation takes about 7 minutes once (cached), then about 20 minutes of training
+(3400 steps at ~0.35 s on one core) plus a minute of validation.
 Writes plugins/pe/model/pe.pt and plugins/pe/model/MODEL_VERSION.
 
 Seeds (never overlap):
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pedata  # noqa: E402
 
-MODEL_VERSION = "pe-ref-2026.11.2"
+MODEL_VERSION = "pe-ref-2026.11.3"
 TRAIN_SEEDS = range(3000, 3080)
 VALIDATION_SEEDS = range(4000, 4024)
 SIZES = [(512, 200), (256, 128), (256, 64), (128, 64)]
@@ -53,6 +54,13 @@ ANYWHERE = 0.1          # stage 2: share of patches placed anywhere in the volum
 # 0.2-0.5 mL, a handful of 2.8 mm cells) were missed when every pair came equally often.
 BRANCH_WEIGHT = {"main": 1.0, "right": 1.0, "left": 1.0, "right_upper_lobar": 1.5, "right_middle_lobar": 3.0,
                  "right_lower_lobar": 1.5, "left_upper_lobar": 1.5, "left_lower_lobar": 1.5}
+FINAL_STEPS = 600       # stage 3: per-patch Dice, constant LR
+FINAL_LR = 5e-4
+# Stage 3's Dice term is half the batch's soft Dice (dominated by the large central clots) and half the mean soft
+# Dice of the patches that hold clot, so a right middle lobar clot of a dozen cells counts as much as a saddle
+# embolus of hundreds. Without it the network read those small clots as the artery's lumen (it had learnt where the
+# artery runs, and a 5 mm artery's partial-volume edge cells are as dark as clot).
+PATCH_DICE = 0.5
 BATCH = 4
 PATCH = (24, 48, 48)
 CLOT_WEIGHT = 20.0
@@ -64,12 +72,12 @@ def block(cin, cout):
 
 
 class PeUNet(nn.Module):
-    """Input [N, 2, S, H, W] (S, H, W multiples of 4), output class probabilities [N, 7, S, H, W] (pedata.CLASSES).
+    """Input [N, 4, S, H, W] (S, H, W multiples of 4), output class probabilities [N, 7, S, H, W] (pedata.CLASSES).
     Pools isotropically: the model grid is 2.8 x 2.8 x 3.1 mm."""
 
     def __init__(self):
         super().__init__()
-        self.enc1 = block(2, 8)
+        self.enc1 = block(pedata.CHANNELS, 8)
         self.enc2 = block(8, 16)
         self.mid = block(16, 32)
         self.pool = nn.MaxPool3d(2)
@@ -101,9 +109,9 @@ def cell_z_mm(slices, dz):
 
 
 def load_pair(phantom, cache, seed):
-    """(negative, positive) dicts with x [2,S,G,G] float32, lumen/clot fractions [S,G,G], truth values."""
+    """(negative, positive) dicts with x [4,S,G,G] float32, lumen/clot fractions [S,G,G], truth values."""
     branch, (size, slices) = plan(seed)
-    path = os.path.join(cache, f"s{seed}-{branch}-{size}-{slices}.npz")
+    path = os.path.join(cache, f"s{seed}-{branch}-{size}-{slices}-c{pedata.CHANNELS}.npz")
     if not os.path.exists(path):
         work = os.path.join(cache, f"work-{seed}")
         shutil.rmtree(work, ignore_errors=True)
@@ -240,10 +248,13 @@ def evaluate(model, studies, threshold=None):
     }
 
 
-def train_stage(model, train, rng, steps, lr, pair_weight, anywhere):
-    """Adam with a one-cycle LR for `steps` batches. pair_weight None: every pair equally often."""
+def train_stage(model, train, rng, steps, lr, pair_weight, anywhere, one_cycle=True, patch_dice=0.0):
+    """Adam for `steps` batches, with a one-cycle LR to `lr` or a constant `lr`. pair_weight None: every pair
+    equally often. patch_dice: share of the per-patch soft Dice (mean over patches holding clot) in the Dice term;
+    the rest is the batch's soft Dice."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15) if one_cycle \
+        else None
     pair_p = None if pair_weight is None else pair_weight / pair_weight.sum()
     t0 = time.time()
     for step in range(steps):
@@ -263,11 +274,18 @@ def train_stage(model, train, rng, steps, lr, pair_weight, anywhere):
         ce = (-(y * logp).sum(1) * weight).mean()
         clot_p = torch.exp(logp[:, 2:]).sum(1)
         dice = 1 - (2 * (clot_p * clot_t).sum() + 1) / (clot_p.sum() + clot_t.sum() + 1)
+        if patch_dice > 0:
+            per_patch = 1 - (2 * (clot_p * clot_t).sum((1, 2, 3)) + 1) / (
+                clot_p.sum((1, 2, 3)) + clot_t.sum((1, 2, 3)) + 1)
+            with_clot = clot_t.sum((1, 2, 3)) > 0.5
+            patch_term = per_patch[with_clot].mean() if with_clot.any() else per_patch.mean() * 0
+            dice = patch_dice * patch_term + (1 - patch_dice) * dice
         loss = ce + dice
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
         if step % 25 == 0 or step == steps - 1:
             print(f"step {step:4d} loss {loss.item():.4f} (ce {ce.item():.4f} dice {dice.item():.3f}) "
                   f"({time.time() - t0:.0f} s)", flush=True)
@@ -281,6 +299,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(here, "model"))
     ap.add_argument("--steps", type=int, default=STEPS, help="stage-1 steps")
     ap.add_argument("--fine-steps", type=int, default=FINE_STEPS, help="stage-2 steps")
+    ap.add_argument("--final-steps", type=int, default=FINAL_STEPS, help="stage-3 steps")
     ap.add_argument("--init", help="start stage 2 from this stage-1 model (TorchScript) instead of training stage 1")
     args = ap.parse_args()
 
@@ -307,8 +326,12 @@ def main():
         train_stage(model, train, rng, args.steps, LR, None, 0.0)
     # Stage 2 seeds its own generators, so it continues a loaded stage-1 model exactly as it continues a fresh one.
     torch.manual_seed(1)
-    train_stage(model, train, np.random.default_rng(1), args.fine_steps, FINE_LR,
-                np.array([BRANCH_WEIGHT[pair[1]["branch"]] for pair in train]), ANYWHERE)
+    branch_weight = np.array([BRANCH_WEIGHT[pair[1]["branch"]] for pair in train])
+    train_stage(model, train, np.random.default_rng(1), args.fine_steps, FINE_LR, branch_weight, ANYWHERE)
+    # Stage 3: the small lobar clots (see PATCH_DICE), sampled as stage 2, at a constant LR.
+    torch.manual_seed(5)
+    train_stage(model, train, np.random.default_rng(7), args.final_steps, FINAL_LR, branch_weight, ANYWHERE,
+                one_cycle=False, patch_dice=PATCH_DICE)
 
     export(model, val, args.out)
 
@@ -323,12 +346,14 @@ def export(model, val, out):
     os.makedirs(out, exist_ok=True)
     meta = {"model_version": MODEL_VERSION, "grid": pedata.GRID, "cell_z_mm": pedata.CELL_Z_MM,
             "vessel_lo_hu": pedata.VESSEL_LO_HU, "vessel_hi_hu": pedata.VESSEL_HI_HU, "lung_hu": pedata.LUNG_HU,
+            "clot_lo_hu": pedata.CLOT_LO_HU, "clot_hi_hu": pedata.CLOT_HI_HU, "contrast_hu": pedata.CONTRAST_HU,
+            "channels": pedata.CHANNELS,
             "classes": len(pedata.CLASSES), "threshold": threshold, "top_k": TOP_K,
             "voxel_threshold": VOXEL_THRESHOLD, "volume_floor": VOLUME_FLOOR,
             "train_seeds": [TRAIN_SEEDS[0], TRAIN_SEEDS[-1]],
             "validation_seeds": [VALIDATION_SEEDS[0], VALIDATION_SEEDS[-1]], "parameters": sum(p.numel() for p in model.parameters()),
             "validation": {k: m[k] for k in ("auc", "sensitivity", "specificity", "volume_error_median")}}
-    traced = torch.jit.trace(model, torch.zeros(1, 2, 16, pedata.GRID, pedata.GRID))
+    traced = torch.jit.trace(model, torch.zeros(1, pedata.CHANNELS, 16, pedata.GRID, pedata.GRID))
     path = os.path.join(out, "pe.pt")
     torch.jit.save(traced, path, _extra_files={"aihub_model.json": json.dumps(meta, sort_keys=True)})
     with open(os.path.join(out, "MODEL_VERSION"), "w") as f:
@@ -342,4 +367,10 @@ def export(model, val, out):
 
 
 if __name__ == "__main__":
+    # TorchScript writes some module constants in set order, which follows Python's per-process string hashing: pin
+    # the hash seed so the exported file is byte-identical from run to run (the weights are deterministic anyway).
+    # (Kept down here: the export records the source lines of the model code, which must not move.)
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable] + sys.argv)
     main()

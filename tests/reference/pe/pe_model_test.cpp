@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "aihub_ref/components.h"
@@ -62,20 +63,32 @@ struct Map {
 TEST_CASE("model metadata: values are read with defaults and bad values throw and leave the spec unchanged") {
   ModelSpec spec;
   const std::string version = aihub::pe::ParseModelMetadata(
-      R"({"cell_z_mm": 2.5, "classes": 7, "grid": 64, "model_version": "pe-ref-x", "threshold": 0.42, "top_k": 4})",
+      R"({"cell_z_mm": 2.5, "channels": 4, "classes": 7, "clot_hi_hu": 100, "grid": 64, "model_version": "pe-ref-x", )"
+      R"("threshold": 0.42, "top_k": 4})",
       spec);
   CHECK(version == "pe-ref-x");
   CHECK(spec.grid == 64);
   CHECK(spec.cell_z_mm == doctest::Approx(2.5));
   CHECK(spec.threshold == doctest::Approx(0.42));
   CHECK(spec.top_k == 4);
+  CHECK(spec.clot_hi_hu == doctest::Approx(100));
   CHECK(spec.vessel_lo_hu == doctest::Approx(-200));  // default kept
-  for (const char* bad : {R"({"classes": 3})", R"({"grid": 66})", R"({"threshold": 1.5})", R"({"top_k": "x"})",
-                          R"({"vessel_lo_hu": 600})"}) {
+  for (const char* bad : {R"("classes": 3)", R"("grid": 66)", R"("threshold": 1.5)", R"("top_k": "x")",
+                          R"("vessel_lo_hu": 600)", R"("clot_lo_hu": 130)"}) {
     ModelSpec s = spec;
-    CHECK_THROWS_AS(aihub::pe::ParseModelMetadata(bad, s), std::invalid_argument);
+    CHECK_THROWS_AS(aihub::pe::ParseModelMetadata(std::string(R"({"channels": 4, )") + bad + "}", s),
+                    std::invalid_argument);
     CHECK(s.grid == 64);
     CHECK(s.threshold == doctest::Approx(0.42));
+  }
+  // A model trained for other preprocessing is refused, naming the mismatch (models before pe-ref-2026.11.3 did
+  // not state their channel count and took two).
+  ModelSpec old = spec;
+  try {
+    aihub::pe::ParseModelMetadata(R"({"classes": 7, "model_version": "pe-ref-2026.11.2"})", old);
+    FAIL("a two-channel model was accepted");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()).find("takes 2 input channels; this plugin prepares 4") != std::string::npos);
   }
   CHECK(aihub_ref::JsonValue(R"({"a": [1, 2], "b": "x"})", "b") == "x");
   CHECK(aihub_ref::JsonValue(R"({"a": 1})", "missing").empty());
@@ -85,17 +98,32 @@ TEST_CASE("preprocessing windows and pools a slice onto the grid") {
   ModelSpec spec;
   const uint32_t size = 8, f = 2;
   std::vector<float> hu(size * size, -1000);  // air: vessel 0, lung 1
-  // Top-left cell: 300 HU (vessel 5/7), 40 HU, 150 HU and -600 HU -> vessel mean, lung 1/4.
+  // Top-left cell: 300 HU (vessel 5/7, contrast), 40 HU (clot density), 150 HU (neither) and -600 HU (lung).
   hu[0] = 300, hu[1] = 40, hu[size] = 150, hu[size + 1] = -600;
+  // Cell 1: the clot band's edges: -30 and 119.9 count, -30.1 and 120 do not.
+  hu[2] = -30, hu[3] = 119.9f, hu[size + 2] = -30.1f, hu[size + 3] = 120;
   hu[size * size - 1] = 900;  // clamps to 1 in the last cell
-  std::vector<float> vessel(16), lung(16);
-  aihub::pe::PreprocessSlice(hu.data(), size, f, spec, vessel.data(), lung.data());
+  constexpr size_t kPlane = 16;
+  std::vector<float> out(aihub::pe::kInputChannels * kPlane + 1, -7.0f);  // the last must stay untouched
+  aihub::pe::PreprocessSlice(hu.data(), size, f, spec, out.data(), kPlane);
+  const float* vessel = out.data();
+  const float* lung = out.data() + kPlane;
+  const float* clot = out.data() + 2 * kPlane;
+  const float* contrast = out.data() + 3 * kPlane;
   CHECK(vessel[0] == doctest::Approx((500.0 / 700 + 240.0 / 700 + 350.0 / 700 + 0) / 4));
   CHECK(lung[0] == doctest::Approx(0.25));
-  CHECK(vessel[1] == doctest::Approx(0));
-  CHECK(lung[1] == doctest::Approx(1));
+  CHECK(clot[0] == doctest::Approx(0.25));
+  CHECK(contrast[0] == doctest::Approx(0.25));
+  CHECK(clot[1] == doctest::Approx(0.5));
+  CHECK(contrast[1] == 0);
+  CHECK(lung[1] == 0);
+  CHECK(vessel[2] == doctest::Approx(0));
+  CHECK(lung[2] == doctest::Approx(1));
+  CHECK(clot[2] == 0);
   CHECK(vessel[15] == doctest::Approx(0.25));
   CHECK(lung[15] == doctest::Approx(0.75));
+  CHECK(contrast[15] == doctest::Approx(0.25));
+  CHECK(out.back() == -7.0f);
   CHECK(aihub_ref::PoolingFactor(512, 512, 128) == 4);
   CHECK(aihub_ref::PoolingFactor(192, 192, 128) == 0);
   CHECK(aihub_ref::PoolingFactor(512, 256, 128) == 0);
@@ -254,7 +282,7 @@ TEST_CASE("branch levels and the body midline") {
   CHECK(aihub::pe::SiteAt(30) == Site::kLeftPulmonary);
   CHECK(aihub::pe::SiteAt(55) == Site::kLeftLobar);
   const uint32_t cells = 2, grid = 16;
-  std::vector<float> input(2 * cells * grid * grid, 0);
+  std::vector<float> input(aihub::pe::kInputChannels * cells * grid * grid, 0);
   for (uint32_t r = 4; r < 12; ++r) {
     for (uint32_t c = 3; c <= 9; ++c) input[r * grid + c] = 0.5f;       // cell 0: body over columns 3..9
     for (uint32_t c = 7; c <= 13; ++c) input[(grid + r) * grid + c] = 0.5f;  // cell 1: columns 7..13

@@ -43,12 +43,6 @@ void PoolSliceChannels(const float* pixels, uint32_t size, uint32_t factor, Fn f
   }
 }
 
-// Mean of fn(pixel) over each factor x factor cell of a size x size slice, into out[grid * grid].
-template <typename Fn>
-void PoolSlice(const float* pixels, uint32_t size, uint32_t factor, Fn fn, float* out) {
-  PoolSliceChannels<1>(pixels, size, factor, [&](float v) { return std::array<float, 1>{fn(v)}; }, out, 0);
-}
-
 // Resampling along z onto cells of about cell_mm: the series' extent (slices x spacing) is cut into
 // cells = max(1, round(extent / cell_mm)) equal cells, and each cell is the overlap-weighted mean of the input
 // slices it covers. Mirrors z_weights() in the training scripts.
