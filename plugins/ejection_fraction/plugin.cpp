@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "aihub/plugin.hpp"
+#include "aihub_ref/format.h"
 #include "aihub_ref/torch_model.h"
 #include "ef_model.h"
 
@@ -46,11 +47,7 @@ const aihub_code kEndDiastolicVolume{"18026-5", "LN", "Left Ventricular End Dias
 const aihub_code kEndSystolicVolume{"18148-7", "LN", "Left Ventricular End Systolic Volume"};
 const aihub_code kStrokeVolume{"90096001", "SCT", "Stroke Volume"};
 
-std::string Format(double v, const char* fmt = "%.1f") {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
+using aihub_ref::FormatNumber;
 
 // The frames of a cine series, phase by phase: frames[phase][slice] are sorted frame indices.
 struct Cine {
@@ -118,31 +115,16 @@ void ThrowIfCancelled(const aihub::Job& job) {
 class EjectionFractionPlugin {
  public:
   explicit EjectionFractionPlugin(aihub::PluginContext& ctx)
-      : model_path_(ctx.config_path("model", "ejection_fraction.pt")), device_(torch::kCPU) {
-    const aihub_ref::TorchRuntime runtime = aihub_ref::ReadTorchRuntime(ctx, "ejection_fraction");
-    device_ = runtime.device;
-    threads_ = runtime.threads;
-    runtime.Apply();
-    std::string metadata;
-    module_ = aihub_ref::LoadTorchScript(model_path_, runtime, "ejection_fraction", &metadata);
-    std::string model_version;
-    try {
-      model_version = aihub::ejection_fraction::ParseModelMetadata(metadata, spec_);
-    } catch (const std::exception& e) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION, "ejection_fraction: " + model_path_ + ": " + e.what());
-    }
-    if (model_version != AIHUB_EJECTION_FRACTION_MODEL_VERSION) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION, "ejection_fraction: model file " + model_path_ + " is '" +
-                                                        model_version + "', this plugin expects '" +
-                                                        AIHUB_EJECTION_FRACTION_MODEL_VERSION + "'");
-    }
+      : model_(aihub_ref::LoadReferenceModel(
+            ctx, "ejection_fraction", "ejection_fraction.pt", AIHUB_EJECTION_FRACTION_MODEL_VERSION,
+            [&](const std::string& json) { aihub::ejection_fraction::ParseModelMetadata(json, spec_); })) {
     spec_.threshold_percent = ctx.config_number("threshold_percent", spec_.threshold_percent);
     if (!(spec_.threshold_percent >= 0 && spec_.threshold_percent <= 100)) {
       throw aihub::Error(AIHUB_INVALID_ARGUMENT, "ejection_fraction: threshold_percent must be in [0, 100]");
     }
-    ctx.info("ejection_fraction: loaded " + model_version + " from " + model_path_ + " on " + device_.str() +
-             ", reduced EF below " + Format(spec_.threshold_percent) + " %, " + std::to_string(threads_) +
-             " thread(s)");
+    ctx.info("ejection_fraction: loaded " + model_.version + " from " + model_.path + " on " +
+             model_.runtime.device.str() + ", reduced EF below " + FormatNumber(spec_.threshold_percent) + " %, " +
+             std::to_string(model_.runtime.threads) + " thread(s)");
   }
 
   void execute(aihub::Job& job) {
@@ -179,7 +161,7 @@ class EjectionFractionPlugin {
     }
     aihub::ejection_fraction::Normalise(stack, spec_);
 
-    torch::set_num_threads(threads_);  // process-wide: another torch plugin may have changed it
+    model_.runtime.Apply();  // process-wide: another torch plugin may have changed it
     const auto start = std::chrono::steady_clock::now();
     std::vector<float> prob(stack.size());
     for (uint32_t t = 0; t < phases; ++t) {
@@ -196,8 +178,8 @@ class EjectionFractionPlugin {
       throw aihub::NotApplicable("no left-ventricular blood pool found in series " + cine.uid);
     }
     Report(job, cine, a);
-    job.log(AIHUB_LOG_INFO, "ejection_fraction: inference " + Format(seconds, "%.3f") + " s for " +
-                                std::to_string(phases * slices) + " frames on " + device_.str());
+    job.log(AIHUB_LOG_INFO, "ejection_fraction: inference " + FormatNumber(seconds, "%.3f") + " s for " +
+                                std::to_string(phases * slices) + " frames on " + model_.runtime.device.str());
     job.progress(1.0);
   }
 
@@ -226,7 +208,8 @@ class EjectionFractionPlugin {
     }
     if (std::fabs(area / drawn - 1) > 0.25) {
       throw aihub::Error(AIHUB_INTERNAL, "ejection_fraction self-test: a synthetic blood pool of " +
-                                             Format(drawn, "%.0f") + " cells measures " + Format(area, "%.0f"));
+                                             FormatNumber(drawn, "%.0f") + " cells measures " +
+                                             FormatNumber(area, "%.0f"));
     }
   }
 
@@ -237,7 +220,8 @@ class EjectionFractionPlugin {
     torch::NoGradGuard no_grad;
     c10::InferenceMode inference;
     torch::Tensor x = torch::from_blob(input, {frames, 1, g, g}, torch::kFloat32);
-    torch::Tensor y = module_.forward({x.to(device_)}).toTensor().to(torch::kCPU, torch::kFloat32).contiguous();
+    torch::Tensor y =
+        model_.module.forward({x.to(model_.runtime.device)}).toTensor().to(torch::kCPU, torch::kFloat32).contiguous();
     if (y.dim() != 4 || y.size(0) != frames || y.size(1) != 1 || y.size(2) != g || y.size(3) != g) {
       throw aihub::Error(AIHUB_INTERNAL, "ejection_fraction: model output has an unexpected shape");
     }
@@ -256,10 +240,10 @@ class EjectionFractionPlugin {
     f.urgency = reduced ? AIHUB_URGENCY_CRITICAL : AIHUB_URGENCY_ROUTINE;
     f.site = &kLeftVentricle;
     const std::string tail = " (reference model " AIHUB_EJECTION_FRACTION_MODEL_VERSION ", not for clinical use)";
-    const std::string numbers = "LVEF " + Format(a.ef_percent, "%.0f") + " % (EDV " + Format(a.edv_ml, "%.0f") +
-                                " mL, ESV " + Format(a.esv_ml, "%.0f") + " mL)";
+    const std::string numbers = "LVEF " + FormatNumber(a.ef_percent, "%.0f") + " % (EDV " +
+                                FormatNumber(a.edv_ml, "%.0f") + " mL, ESV " + FormatNumber(a.esv_ml, "%.0f") + " mL)";
     f.text = (reduced ? "Reduced left ventricular ejection fraction: " : "No severely reduced ejection fraction: ") +
-             numbers + ", operating point " + Format(spec_.threshold_percent, "%.0f") + " %" + tail;
+             numbers + ", operating point " + FormatNumber(spec_.threshold_percent, "%.0f") + " %" + tail;
     const uint32_t finding = job.add_finding(f);
     job.add_measurement(finding, kEjectionFraction, a.ef_percent, "%", "percent");
     job.add_measurement(finding, kEndDiastolicVolume, a.edv_ml, "mL", "milliliter");
@@ -277,24 +261,22 @@ class EjectionFractionPlugin {
       job.add_region(finding, cine.series, cine.frames[a.ed_phase][a.contour_slice], AIHUB_GRAPHIC_POLYGON, points);
     }
     const uint32_t phases = static_cast<uint32_t>(cine.frames.size());
-    job.set_summary("Left ventricular function model: " + numbers + ", stroke volume " + Format(a.sv_ml, "%.0f") +
+    job.set_summary("Left ventricular function model: " + numbers + ", stroke volume " + FormatNumber(a.sv_ml, "%.0f") +
                     " mL; end-diastole phase " + std::to_string(a.ed_phase + 1) + ", end-systole phase " +
                     std::to_string(a.es_phase + 1) + " of " + std::to_string(phases) + ", " +
                     std::to_string(cine.slices) + " slices. " +
                     (reduced ? "Ejection fraction below " : "Ejection fraction not below ") +
-                    Format(spec_.threshold_percent, "%.0f") + " %." + tail);
-    job.log(AIHUB_LOG_INFO, "ejection_fraction: EF " + Format(a.ef_percent, "%.3f") + " % EDV " +
-                                Format(a.edv_ml, "%.3f") + " mL ESV " + Format(a.esv_ml, "%.3f") + " mL ED phase " +
-                                std::to_string(a.ed_phase + 1) + " ES phase " + std::to_string(a.es_phase + 1) +
-                                " of " + std::to_string(phases) + ", " + std::to_string(cine.slices) +
-                                " slices at " + Format(cine.slice_spacing_mm, "%.2f") + " mm");
+                    FormatNumber(spec_.threshold_percent, "%.0f") + " %." + tail);
+    job.log(AIHUB_LOG_INFO,
+            "ejection_fraction: EF " + FormatNumber(a.ef_percent, "%.3f") + " % EDV " + FormatNumber(a.edv_ml, "%.3f") +
+                " mL ESV " + FormatNumber(a.esv_ml, "%.3f") + " mL ED phase " + std::to_string(a.ed_phase + 1) +
+                " ES phase " + std::to_string(a.es_phase + 1) + " of " + std::to_string(phases) + ", " +
+                std::to_string(cine.slices) + " slices at " + FormatNumber(cine.slice_spacing_mm, "%.2f") + " mm");
   }
 
-  std::string model_path_;
-  torch::Device device_;
-  int threads_ = 2;
   ModelSpec spec_;
-  torch::jit::script::Module module_;
+  // Last: its initialiser fills the members above from the model metadata, so they must exist before it.
+  aihub_ref::ReferenceModel model_;
 };
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "aihub_ref/format.h"
 #include "aihub_ref/torch_model.h"
 #include "aihub/plugin.hpp"
 #include "ich_model.h"
@@ -42,11 +43,7 @@ const aihub_plugin_descriptor kDescriptor = aihub::MakeDescriptor(
 const aihub_code kIntracranialHemorrhage{"1386000", "SCT", "Intracranial hemorrhage"};
 const aihub_code kVolume{"118565006", "SCT", "Volume"};
 
-std::string Format(double v, const char* fmt = "%.1f") {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
+using aihub_ref::FormatNumber;
 
 aihub_laterality ToAbi(Side s) {
   switch (s) {
@@ -97,7 +94,7 @@ std::string Unsuitable(const aihub::Job& job, uint32_t series, uint32_t grid) {
   }
   if (!(g.spacing_between_slices > 0)) return "slices are not evenly spaced along the slice normal";
   if (g.spacing_between_slices < kMinSliceMm || g.spacing_between_slices > kMaxSliceMm) {
-    return "slice spacing " + Format(g.spacing_between_slices) + " mm is outside the model's 2.5-7.5 mm";
+    return "slice spacing " + FormatNumber(g.spacing_between_slices) + " mm is outside the model's 2.5-7.5 mm";
   }
   const uint32_t f = aihub::ich::PoolingFactor(g.rows, g.columns, grid);
   if (f == 0) {
@@ -106,8 +103,8 @@ std::string Unsuitable(const aihub::Job& job, uint32_t series, uint32_t grid) {
   }
   const double cell = f * std::max(g.pixel_spacing[0], g.pixel_spacing[1]);
   if (cell < kMinCellMm || cell > kMaxCellMm || std::fabs(g.pixel_spacing[0] - g.pixel_spacing[1]) > 0.01) {
-    return "pixel spacing " + Format(g.pixel_spacing[0], "%.3f") + "\\" + Format(g.pixel_spacing[1], "%.3f") +
-           " mm does not match the model's field of view";
+    return "pixel spacing " + FormatNumber(g.pixel_spacing[0], "%.3f") + "\\" +
+           FormatNumber(g.pixel_spacing[1], "%.3f") + " mm does not match the model's field of view";
   }
   return "";
 }
@@ -115,29 +112,16 @@ std::string Unsuitable(const aihub::Job& job, uint32_t series, uint32_t grid) {
 class IchPlugin {
  public:
   explicit IchPlugin(aihub::PluginContext& ctx)
-      : model_path_(ctx.config_path("model", "ich.pt")), device_(torch::kCPU) {
-    const aihub_ref::TorchRuntime runtime = aihub_ref::ReadTorchRuntime(ctx, "ich");
-    device_ = runtime.device;
-    threads_ = runtime.threads;
-    runtime.Apply();
-    std::string metadata;
-    module_ = aihub_ref::LoadTorchScript(model_path_, runtime, "ich", &metadata);
-    std::string model_version;
-    try {
-      model_version = aihub::ich::ParseModelMetadata(metadata, spec_);
-    } catch (const std::exception& e) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION, "ich: " + model_path_ + ": " + e.what());
-    }
-    if (model_version != AIHUB_ICH_MODEL_VERSION) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION, "ich: model file " + model_path_ + " is '" + model_version +
-                                                        "', this plugin expects '" AIHUB_ICH_MODEL_VERSION "'");
-    }
+      : model_(aihub_ref::LoadReferenceModel(
+            ctx, "ich", "ich.pt", AIHUB_ICH_MODEL_VERSION,
+            [&](const std::string& json) { aihub::ich::ParseModelMetadata(json, spec_); })) {
     spec_.threshold = ctx.config_number("threshold", spec_.threshold);
     if (!(spec_.threshold >= 0 && spec_.threshold <= 1)) {
       throw aihub::Error(AIHUB_INVALID_ARGUMENT, "ich: threshold must be in [0, 1]");
     }
-    ctx.info("ich: loaded " + model_version + " from " + model_path_ + " on " + device_.str() + ", threshold " +
-             Format(spec_.threshold, "%.4f") + ", " + std::to_string(threads_) + " thread(s)");
+    ctx.info("ich: loaded " + model_.version + " from " + model_.path + " on " + model_.runtime.device.str() +
+             ", threshold " + FormatNumber(spec_.threshold, "%.4f") + ", " + std::to_string(model_.runtime.threads) +
+             " thread(s)");
   }
 
   void execute(aihub::Job& job) {
@@ -157,7 +141,7 @@ class IchPlugin {
 
     GridGeometry grid;
     std::vector<float> input = ReadInput(job, series, grid);
-    torch::set_num_threads(threads_);  // process-wide: another torch plugin may have changed it
+    model_.runtime.Apply();  // process-wide: another torch plugin may have changed it
     const auto start = std::chrono::steady_clock::now();
     const std::vector<float> prob = Infer(input, grid.slices);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -165,8 +149,8 @@ class IchPlugin {
     job.progress(0.9);
     const Analysis a = aihub::ich::Analyze(prob, input, grid, spec_);
     Report(job, series, grid, a);
-    job.log(AIHUB_LOG_INFO, "ich: inference " + Format(seconds, "%.3f") + " s on " + device_.str() + " for " +
-                                std::to_string(grid.slices) + " slices");
+    job.log(AIHUB_LOG_INFO, "ich: inference " + FormatNumber(seconds, "%.3f") + " s on " + model_.runtime.device.str() +
+                                " for " + std::to_string(grid.slices) + " slices");
     job.progress(1.0);
   }
 
@@ -233,7 +217,8 @@ class IchPlugin {
     c10::InferenceMode inference;
     torch::Tensor x = torch::from_blob(input.data(), {1, aihub::ich::kInputChannels, static_cast<int64_t>(slices), g, g},
                                        torch::kFloat32);
-    torch::Tensor y = module_.forward({x.to(device_)}).toTensor().to(torch::kCPU, torch::kFloat32).contiguous();
+    torch::Tensor y =
+        model_.module.forward({x.to(model_.runtime.device)}).toTensor().to(torch::kCPU, torch::kFloat32).contiguous();
     if (y.dim() != 5 || y.size(0) != 1 || y.size(1) != 1 || y.size(2) != slices || y.size(3) != g ||
         y.size(4) != g) {
       throw aihub::Error(AIHUB_INTERNAL, "ich: model output has an unexpected shape");
@@ -252,14 +237,14 @@ class IchPlugin {
     const std::string tail = " (reference model " AIHUB_ICH_MODEL_VERSION ", not for clinical use)";
     std::string summary;
     if (a.present) {
-      f.text = "Intracranial hemorrhage, " + Format(a.volume_ml) + " mL" + SideText(a.side) + tail;
-      summary = "ICH model: intracranial hemorrhage detected (score " + Format(a.score, "%.2f") + "), about " +
-                Format(a.volume_ml) + " mL" + SideText(a.side) + ", largest on image " +
+      f.text = "Intracranial hemorrhage, " + FormatNumber(a.volume_ml) + " mL" + SideText(a.side) + tail;
+      summary = "ICH model: intracranial hemorrhage detected (score " + FormatNumber(a.score, "%.2f") + "), about " +
+                FormatNumber(a.volume_ml) + " mL" + SideText(a.side) + ", largest on image " +
                 std::to_string(a.best_slice + 1) + " of " + std::to_string(grid.slices) + "." + tail;
     } else {
       f.text = "No intracranial hemorrhage detected" + tail;
-      summary = "ICH model: no intracranial hemorrhage detected (score " + Format(a.score, "%.2f") +
-                ", operating point " + Format(spec_.threshold, "%.2f") + ")." + tail;
+      summary = "ICH model: no intracranial hemorrhage detected (score " + FormatNumber(a.score, "%.2f") +
+                ", operating point " + FormatNumber(spec_.threshold, "%.2f") + ")." + tail;
     }
     const uint32_t finding = job.add_finding(f);
     if (a.present) {
@@ -271,16 +256,14 @@ class IchPlugin {
       }
     }
     job.set_summary(summary);
-    job.log(AIHUB_LOG_INFO, "ich: score " + Format(a.score, "%.4f") + ", " + std::to_string(a.blood_voxels) +
-                                " blood voxels, " + Format(a.volume_ml, "%.2f") + " mL, offset " +
-                                Format(a.offset_mm) + " mm");
+    job.log(AIHUB_LOG_INFO, "ich: score " + FormatNumber(a.score, "%.4f") + ", " + std::to_string(a.blood_voxels) +
+                                " blood voxels, " + FormatNumber(a.volume_ml, "%.2f") + " mL, offset " +
+                                FormatNumber(a.offset_mm) + " mm");
   }
 
-  std::string model_path_;
-  torch::Device device_;
-  int threads_ = 2;
   ModelSpec spec_;
-  torch::jit::script::Module module_;
+  // Last: its initialiser fills the members above from the model metadata, so they must exist before it.
+  aihub_ref::ReferenceModel model_;
 };
 
 }  // namespace

@@ -17,6 +17,7 @@
 
 #include "aihub/plugin.hpp"
 #include "aihub_ref/model_metadata.h"
+#include "aihub_ref/format.h"
 #include "aihub_ref/torch_model.h"
 #include "ki67_analysis.h"
 
@@ -55,11 +56,7 @@ const aihub_code kPositive{"KI67-POSITIVE", "99AIHUB", "Ki-67 positive nuclei"};
 const aihub_code kNegative{"KI67-NEGATIVE", "99AIHUB", "Ki-67 negative nuclei"};
 const aihub_code kHotSpotNuclei{"KI67-HOTSPOT-NUCLEI", "99AIHUB", "Nuclei in the hot spot"};
 
-std::string Format(double v, const char* fmt = "%.1f") {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
+using aihub_ref::FormatNumber;
 
 bool ParseCount(const std::string& text, uint64_t& out) {
   if (text.empty() || text.find_first_not_of("0123456789 ") != std::string::npos) return false;
@@ -91,18 +88,8 @@ struct Slide {
 class Ki67Plugin {
  public:
   explicit Ki67Plugin(aihub::PluginContext& ctx)
-      : model_path_(ctx.config_path("model", "ki67.pt")), device_(torch::kCPU) {
-    const aihub_ref::TorchRuntime runtime = aihub_ref::ReadTorchRuntime(ctx, "ki67");
-    device_ = runtime.device;
-    threads_ = runtime.threads;
-    runtime.Apply();
-    std::string metadata;
-    module_ = aihub_ref::LoadTorchScript(model_path_, runtime, "ki67", &metadata);
-    try {
-      ReadMetadata(metadata);
-    } catch (const std::exception& e) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION, "ki67: " + model_path_ + ": " + e.what());
-    }
+      : model_(aihub_ref::LoadReferenceModel(ctx, "ki67", "ki67.pt", AIHUB_KI67_MODEL_VERSION,
+                                             [&](const std::string& json) { ReadMetadata(json); })) {
     high_index_percent_ = ctx.config_number("high_index_percent", 20);
     if (!(high_index_percent_ >= 0 && high_index_percent_ <= 100)) {
       throw aihub::Error(AIHUB_INVALID_ARGUMENT, "ki67: high_index_percent must be in [0, 100]");
@@ -112,9 +99,9 @@ class Ki67Plugin {
       throw aihub::Error(AIHUB_INVALID_ARGUMENT, "ki67: min_nuclei must be in [0, 1e9]");
     }
     min_nuclei_ = static_cast<uint64_t>(min_nuclei);
-    ctx.info("ki67: loaded " + std::string(AIHUB_KI67_MODEL_VERSION) + " from " + model_path_ + " on " +
-             device_.str() + ", " + std::to_string(threads_) + " thread(s), high index >= " +
-             Format(high_index_percent_) + "%");
+    ctx.info("ki67: loaded " + model_.version + " from " + model_.path + " on " + model_.runtime.device.str() + ", " +
+             std::to_string(model_.runtime.threads) + " thread(s), high index >= " + FormatNumber(high_index_percent_) +
+             "%");
   }
 
   void execute(aihub::Job& job) {
@@ -168,18 +155,14 @@ class Ki67Plugin {
     const bool left_first = found[0].column < found[1].column;
     const float p_blue = left_first ? p[0] : p[1], p_brown = left_first ? p[1] : p[0];
     if (!(p_blue < threshold_ && p_brown >= threshold_)) {
-      throw aihub::Error(AIHUB_INTERNAL, "ki67 self-test: blue nucleus scored " + Format(p_blue, "%.3f") +
-                                             ", brown " + Format(p_brown, "%.3f") + " (threshold " +
-                                             Format(threshold_, "%.2f") + ")");
+      throw aihub::Error(AIHUB_INTERNAL, "ki67 self-test: blue nucleus scored " + FormatNumber(p_blue, "%.3f") +
+                                             ", brown " + FormatNumber(p_brown, "%.3f") + " (threshold " +
+                                             FormatNumber(threshold_, "%.2f") + ")");
     }
   }
 
  private:
   void ReadMetadata(const std::string& json) {
-    const std::string version = aihub_ref::JsonValue(json, "model_version");
-    if (version != AIHUB_KI67_MODEL_VERSION) {
-      throw std::invalid_argument("model is '" + version + "', this plugin expects '" AIHUB_KI67_MODEL_VERSION "'");
-    }
     const std::string feature_set = aihub_ref::JsonValue(json, "feature_set");
     if (feature_set != aihub::ki67::kFeatureSet) {
       throw std::invalid_argument("model features '" + feature_set + "', this plugin computes '" +
@@ -238,8 +221,9 @@ class Ki67Plugin {
     }
     const double um = g.pixel_spacing[1] * 1000;
     if (std::fabs(g.pixel_spacing[0] / g.pixel_spacing[1] - 1) > 0.01 || std::fabs(um / model_spacing_um_ - 1) > 0.2) {
-      out.reason = "pixel spacing " + Format(g.pixel_spacing[0] * 1000, "%.3f") + " x " + Format(um, "%.3f") +
-                   " um is outside the model's " + Format(model_spacing_um_, "%.2f") + " um +-20% (a 40x scan)";
+      out.reason = "pixel spacing " + FormatNumber(g.pixel_spacing[0] * 1000, "%.3f") + " x " +
+                   FormatNumber(um, "%.3f") + " um is outside the model's " + FormatNumber(model_spacing_um_, "%.2f") +
+                   " um +-20% (a 40x scan)";
       return out;
     }
     out.spacing_mm = g.pixel_spacing[1];
@@ -286,8 +270,8 @@ class Ki67Plugin {
     if (n == 0) return {};
     torch::NoGradGuard no_grad;
     torch::Tensor x = torch::from_blob(const_cast<float*>(features.data()), {n, kFeatureCount}, torch::kFloat32)
-                          .to(device_);
-    torch::Tensor p = module_.forward({x}).toTensor().to(torch::kCPU).contiguous();
+                          .to(model_.runtime.device);
+    torch::Tensor p = model_.module.forward({x}).toTensor().to(torch::kCPU).contiguous();
     if (p.dim() != 1 || p.size(0) != n) {
       throw aihub::Error(AIHUB_INTERNAL, "ki67: the model returned " + std::to_string(p.numel()) +
                                              " values for " + std::to_string(n) + " nuclei");
@@ -304,7 +288,7 @@ class Ki67Plugin {
     std::vector<float> features;  // pending nuclei, at most kBatch + one tile's worth
     std::vector<uint32_t> owner;  // tile of each pending nucleus
     aihub::ki67::TileDetector detector(detection_);
-    torch::set_num_threads(threads_);  // process-wide: another torch plugin may have changed it
+    model_.runtime.Apply();  // process-wide: another torch plugin may have changed it
     uint64_t detected = 0;
     auto flush = [&] {
       const std::vector<float> p = Classify(features);
@@ -342,9 +326,9 @@ class Ki67Plugin {
     const uint32_t w = aihub::ki67::HotSpotWindowTiles(layout.tile_columns, slide.spacing_mm, layout.across, layout.down);
     const HotSpot hot = aihub::ki67::FindHotSpot(positive, negative, layout.across, layout.down, w);
     Report(job, series, slide, pos, neg, hot);
-    job.log(AIHUB_LOG_INFO, "ki67: " + std::to_string(tiles) + " tiles in " + Format(seconds, "%.2f") + " s (" +
-                                Format(tiles / std::max(seconds, 1e-9), "%.0f") + " tiles/s), " +
-                                std::to_string(detected) + " nuclei on " + device_.str());
+    job.log(AIHUB_LOG_INFO, "ki67: " + std::to_string(tiles) + " tiles in " + FormatNumber(seconds, "%.2f") + " s (" +
+                                FormatNumber(tiles / std::max(seconds, 1e-9), "%.0f") + " tiles/s), " +
+                                std::to_string(detected) + " nuclei on " + model_.runtime.device.str());
     job.progress(1.0);
   }
 
@@ -374,13 +358,13 @@ class Ki67Plugin {
     const uint32_t center = (hot.tile_row + hot.window_tiles / 2) * layout.across + hot.tile_column + hot.window_tiles / 2;
     const std::string tail = " (reference model " AIHUB_KI67_MODEL_VERSION ", not for clinical use)";
     const std::string counts = std::to_string(pos) + " of " + std::to_string(all) + " nuclei positive";
-    const std::string where = "hot spot " + Format(hot.index_percent) + "% (" + std::to_string(hot.positive) +
+    const std::string where = "hot spot " + FormatNumber(hot.index_percent) + "% (" + std::to_string(hot.positive) +
                               " of " + std::to_string(hot.positive + hot.negative) + " nuclei) in " +
-                              std::to_string(hot.window_tiles) + " x " + std::to_string(hot.window_tiles) +
-                              " tiles (" + Format(area_mm2, "%.3f") + " mm^2) at columns " + std::to_string(hx) + "-" +
+                              std::to_string(hot.window_tiles) + " x " + std::to_string(hot.window_tiles) + " tiles (" +
+                              FormatNumber(area_mm2, "%.3f") + " mm^2) at columns " + std::to_string(hx) + "-" +
                               std::to_string(hx + hw - 1) + ", rows " + std::to_string(hy) + "-" +
                               std::to_string(hy + hh - 1) + " of the total pixel matrix (0-based)";
-    f.text = "Ki-67 index " + Format(index) + "% (" + counts + "), " + where + "." + tail;
+    f.text = "Ki-67 index " + FormatNumber(index) + "% (" + counts + "), " + where + "." + tail;
     if (!enough) f.text = "Too few nuclei (" + std::to_string(all) + ", at least " + std::to_string(min_nuclei_) +
                           " needed) for a Ki-67 index; " + f.text;
     if (f.text.size() > 1024) f.text.resize(1024);
@@ -397,19 +381,17 @@ class Ki67Plugin {
     const float x1 = static_cast<float>(hx + hw), y1 = static_cast<float>(hy + hh);
     job.add_region(finding, series, center, AIHUB_GRAPHIC_POLYGON, {x0, y0, x1, y0, x1, y1, x0, y1},
                    AIHUB_PIXEL_ORIGIN_VOLUME);
-    job.set_summary("Ki-67 model: index " + Format(index) + "% over the whole slide (" + counts + "); " + where +
-                    ". Cut-off for a high index: " + Format(high_index_percent_) + "%." + tail);
+    job.set_summary("Ki-67 model: index " + FormatNumber(index) + "% over the whole slide (" + counts + "); " + where +
+                    ". Cut-off for a high index: " + FormatNumber(high_index_percent_) + "%." + tail);
   }
 
-  std::string model_path_;
-  torch::Device device_;
-  int threads_ = 2;
   double threshold_ = 0.5;
   double model_spacing_um_ = 0.25;
   double high_index_percent_ = 20;
   uint64_t min_nuclei_ = 500;
   DetectionParams detection_;
-  torch::jit::script::Module module_;
+  // Last: its initialiser fills the members above from the model metadata, so they must exist before it.
+  aihub_ref::ReferenceModel model_;
 };
 
 }  // namespace

@@ -120,33 +120,20 @@ std::string Unsuitable(const aihub::Job& job, uint32_t series, uint32_t grid) {
 class PePlugin {
  public:
   explicit PePlugin(aihub::PluginContext& ctx)
-      : model_path_(ctx.config_path("model", "pe.pt")), device_(torch::kCPU) {
-    const aihub_ref::TorchRuntime runtime = aihub_ref::ReadTorchRuntime(ctx, "pe");
-    device_ = runtime.device;
-    threads_ = runtime.threads;
+      : model_(aihub_ref::LoadReferenceModel(ctx, "pe", "pe.pt", AIHUB_PE_MODEL_VERSION, [&](const std::string& json) {
+          aihub::pe::ParseModelMetadata(json, spec_);
+        })) {
     min_contrast_hu_ = ctx.config_number("min_contrast_hu", 150);
     if (!(min_contrast_hu_ >= -1000 && min_contrast_hu_ <= 3000)) {
       throw aihub::Error(AIHUB_INVALID_ARGUMENT, "pe: min_contrast_hu must be in [-1000, 3000]");
-    }
-    runtime.Apply();
-    std::string metadata;
-    module_ = aihub_ref::LoadTorchScript(model_path_, runtime, "pe", &metadata);
-    std::string model_version;
-    try {
-      model_version = aihub::pe::ParseModelMetadata(metadata, spec_);
-    } catch (const std::exception& e) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION, "pe: " + model_path_ + ": " + e.what());
-    }
-    if (model_version != AIHUB_PE_MODEL_VERSION) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION, "pe: model file " + model_path_ + " is '" + model_version +
-                                                        "', this plugin expects '" AIHUB_PE_MODEL_VERSION "'");
     }
     spec_.threshold = ctx.config_number("threshold", spec_.threshold);
     if (!(spec_.threshold >= 0 && spec_.threshold <= 1)) {
       throw aihub::Error(AIHUB_INVALID_ARGUMENT, "pe: threshold must be in [0, 1]");
     }
-    ctx.info("pe: loaded " + model_version + " from " + model_path_ + " on " + device_.str() + ", threshold " +
-             FormatNumber(spec_.threshold, "%.4f") + ", " + std::to_string(threads_) + " thread(s)");
+    ctx.info("pe: loaded " + model_.version + " from " + model_.path + " on " + model_.runtime.device.str() +
+             ", threshold " + FormatNumber(spec_.threshold, "%.4f") + ", " + std::to_string(model_.runtime.threads) +
+             " thread(s)");
   }
 
   void execute(aihub::Job& job) {
@@ -172,7 +159,7 @@ class PePlugin {
                                  FormatNumber(contrast_hu, "%.0f") + " HU, below " +
                                  FormatNumber(min_contrast_hu_, "%.0f") + " HU (no opacified pulmonary arteries)");
     }
-    torch::set_num_threads(threads_);  // process-wide: another torch plugin may have changed it
+    model_.runtime.Apply();  // process-wide: another torch plugin may have changed it
     const auto start = std::chrono::steady_clock::now();
     const std::vector<float> prob = Infer(input, grid.cells);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -180,8 +167,8 @@ class PePlugin {
     job.progress(0.9);
     const Analysis a = aihub::pe::Analyze(prob, grid, spec_);
     Report(job, series, grid, a);
-    job.log(AIHUB_LOG_INFO, "pe: inference " + FormatNumber(seconds, "%.3f") + " s on " + device_.str() + " for " +
-                                std::to_string(grid.cells) + " x " + std::to_string(grid.grid) + " x " +
+    job.log(AIHUB_LOG_INFO, "pe: inference " + FormatNumber(seconds, "%.3f") + " s on " + model_.runtime.device.str() +
+                                " for " + std::to_string(grid.cells) + " x " + std::to_string(grid.grid) + " x " +
                                 std::to_string(grid.grid) + " cells");
     job.progress(1.0);
   }
@@ -285,7 +272,7 @@ class PePlugin {
     if (padded != s) {
       x = torch::cat({x, x.slice(2, s - 1, s).expand({1, channels, padded - s, g, g})}, 2);
     }
-    torch::Tensor y = module_.forward({x.to(device_)}).toTensor();
+    torch::Tensor y = model_.module.forward({x.to(model_.runtime.device)}).toTensor();
     if (y.dim() != 5 || y.size(0) != 1 || y.size(1) != aihub::pe::kClassCount || y.size(2) != padded ||
         y.size(3) != g || y.size(4) != g) {
       throw aihub::Error(AIHUB_INTERNAL, "pe: model output has an unexpected shape");
@@ -336,12 +323,10 @@ class PePlugin {
                 FormatNumber(a.centroid_lps[2]) + ") mm, grid " + std::to_string(grid.cells) + " cells");
   }
 
-  std::string model_path_;
-  torch::Device device_;
-  int threads_ = 2;
   double min_contrast_hu_ = 150;
   ModelSpec spec_;
-  torch::jit::script::Module module_;
+  // Last: its initialiser fills the members above from the model metadata, so they must exist before it.
+  aihub_ref::ReferenceModel model_;
 };
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "aihub_ref/format.h"
 #include "aihub_ref/torch_model.h"
 #include "aihub/plugin.hpp"
 #include "pneumothorax_model.h"
@@ -45,11 +46,7 @@ const aihub_code kPneumothorax{"36118008", "SCT", "Pneumothorax"};
 // No standard code names "size of a pneumothorax as a fraction of the hemithorax area"; a private scheme says so.
 const aihub_code kSizePercent{"PTX-SIZE-PCT", "99AIHUB", "Pneumothorax size, percent of hemithorax area"};
 
-std::string Format(double v, const char* fmt = "%.1f") {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
+using aihub_ref::FormatNumber;
 
 std::string Upper(std::string s) {
   for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -118,7 +115,7 @@ Frontal Inspect(const aihub::Job& job, uint32_t series) {
   const double width = g.columns * f.column_spacing_mm, height = g.rows * f.row_spacing_mm;
   if (std::fabs(width / kFieldWidthMm - 1) > kFieldTolerance ||
       std::fabs(height / kFieldHeightMm - 1) > kFieldTolerance) {
-    f.reason = "field of view " + Format(width, "%.0f") + " x " + Format(height, "%.0f") +
+    f.reason = "field of view " + FormatNumber(width, "%.0f") + " x " + FormatNumber(height, "%.0f") +
                " mm is outside the model's 348 x 425 mm (+-20%)";
     return f;
   }
@@ -178,24 +175,9 @@ const char* SideText(aihub_laterality l) {
 class PneumothoraxPlugin {
  public:
   explicit PneumothoraxPlugin(aihub::PluginContext& ctx)
-      : model_path_(ctx.config_path("model", "pneumothorax.pt")), device_(torch::kCPU) {
-    const aihub_ref::TorchRuntime runtime = aihub_ref::ReadTorchRuntime(ctx, "pneumothorax");
-    device_ = runtime.device;
-    threads_ = runtime.threads;
-    runtime.Apply();
-    std::string metadata;
-    module_ = aihub_ref::LoadTorchScript(model_path_, runtime, "pneumothorax", &metadata);
-    std::string model_version;
-    try {
-      model_version = aihub::pneumothorax::ParseModelMetadata(metadata, spec_);
-    } catch (const std::exception& e) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION, "pneumothorax: " + model_path_ + ": " + e.what());
-    }
-    if (model_version != AIHUB_PNEUMOTHORAX_MODEL_VERSION) {
-      throw aihub::Error(AIHUB_FAILED_PRECONDITION, "pneumothorax: model file " + model_path_ + " is '" +
-                                                        model_version + "', this plugin expects '" +
-                                                        AIHUB_PNEUMOTHORAX_MODEL_VERSION + "'");
-    }
+      : model_(aihub_ref::LoadReferenceModel(
+            ctx, "pneumothorax", "pneumothorax.pt", AIHUB_PNEUMOTHORAX_MODEL_VERSION,
+            [&](const std::string& json) { aihub::pneumothorax::ParseModelMetadata(json, spec_); })) {
     spec_.threshold = ctx.config_number("threshold", spec_.threshold);
     if (!(spec_.threshold >= 0 && spec_.threshold <= 1)) {
       throw aihub::Error(AIHUB_INVALID_ARGUMENT, "pneumothorax: threshold must be in [0, 1]");
@@ -204,8 +186,9 @@ class PneumothoraxPlugin {
     if (!(urgent_below_percent_ >= 0 && urgent_below_percent_ <= 100)) {
       throw aihub::Error(AIHUB_INVALID_ARGUMENT, "pneumothorax: urgent_below_percent must be in [0, 100]");
     }
-    ctx.info("pneumothorax: loaded " + model_version + " from " + model_path_ + " on " + device_.str() +
-             ", threshold " + Format(spec_.threshold, "%.4f") + ", " + std::to_string(threads_) + " thread(s)");
+    ctx.info("pneumothorax: loaded " + model_.version + " from " + model_.path + " on " + model_.runtime.device.str() +
+             ", threshold " + FormatNumber(spec_.threshold, "%.4f") + ", " + std::to_string(model_.runtime.threads) +
+             " thread(s)");
   }
 
   void execute(aihub::Job& job) {
@@ -236,7 +219,7 @@ class PneumothoraxPlugin {
         aihub::pneumothorax::ResampleToGrid(frame.data(), g.rows, g.columns, spec_.grid_rows, spec_.grid_columns);
     aihub::pneumothorax::Normalise(input, spec_, view.monochrome1);
     job.progress(0.3);
-    torch::set_num_threads(threads_);  // process-wide: another torch plugin may have changed it
+    model_.runtime.Apply();  // process-wide: another torch plugin may have changed it
     const auto start = std::chrono::steady_clock::now();
     const std::vector<float> prob = Infer(input);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -244,7 +227,8 @@ class PneumothoraxPlugin {
     job.progress(0.9);
     const Analysis a = aihub::pneumothorax::Analyze(prob, spec_);
     Report(job, series, g, view, a);
-    job.log(AIHUB_LOG_INFO, "pneumothorax: inference " + Format(seconds, "%.3f") + " s on " + device_.str());
+    job.log(AIHUB_LOG_INFO,
+            "pneumothorax: inference " + FormatNumber(seconds, "%.3f") + " s on " + model_.runtime.device.str());
     job.progress(1.0);
   }
 
@@ -291,7 +275,8 @@ class PneumothoraxPlugin {
     torch::NoGradGuard no_grad;
     c10::InferenceMode inference;
     torch::Tensor x = torch::from_blob(input.data(), {1, 1, rows, columns}, torch::kFloat32);
-    torch::Tensor y = module_.forward({x.to(device_)}).toTensor().to(torch::kCPU, torch::kFloat32).contiguous();
+    torch::Tensor y =
+        model_.module.forward({x.to(model_.runtime.device)}).toTensor().to(torch::kCPU, torch::kFloat32).contiguous();
     if (y.dim() != 4 || y.size(0) != 1 || y.size(1) != 2 || y.size(2) != rows || y.size(3) != columns) {
       throw aihub::Error(AIHUB_INTERNAL, "pneumothorax: model output has an unexpected shape");
     }
@@ -314,13 +299,14 @@ class PneumothoraxPlugin {
     const std::string where = side == AIHUB_LATERALITY_NONE ? "" : std::string(", ") + SideText(side);
     std::string summary;
     if (a.present) {
-      f.text = "Pneumothorax" + where + ", about " + Format(a.size_percent, "%.0f") + "% of the hemithorax" + tail;
-      summary = "Pneumothorax model: pneumothorax detected (score " + Format(a.score, "%.2f") + ")" + where +
-                ", about " + Format(a.size_percent, "%.0f") + "% of the hemithorax area." + tail;
+      f.text =
+          "Pneumothorax" + where + ", about " + FormatNumber(a.size_percent, "%.0f") + "% of the hemithorax" + tail;
+      summary = "Pneumothorax model: pneumothorax detected (score " + FormatNumber(a.score, "%.2f") + ")" + where +
+                ", about " + FormatNumber(a.size_percent, "%.0f") + "% of the hemithorax area." + tail;
     } else {
       f.text = "No pneumothorax detected" + tail;
-      summary = "Pneumothorax model: no pneumothorax detected (score " + Format(a.score, "%.2f") +
-                ", operating point " + Format(spec_.threshold, "%.2f") + ")." + tail;
+      summary = "Pneumothorax model: no pneumothorax detected (score " + FormatNumber(a.score, "%.2f") +
+                ", operating point " + FormatNumber(spec_.threshold, "%.2f") + ")." + tail;
     }
     const uint32_t finding = job.add_finding(f);
     if (a.present) {
@@ -338,18 +324,16 @@ class PneumothoraxPlugin {
       }
     }
     job.set_summary(summary);
-    job.log(AIHUB_LOG_INFO, "pneumothorax: score " + Format(a.score, "%.4f") + ", " +
+    job.log(AIHUB_LOG_INFO, "pneumothorax: score " + FormatNumber(a.score, "%.4f") + ", " +
                                 std::to_string(a.pneumothorax_cells) + " of " + std::to_string(a.hemithorax_cells) +
-                                " hemithorax cells (" + Format(a.size_percent, "%.1f") + "%), midline column " +
-                                Format(a.midline_column) + " of " + std::to_string(spec_.grid_columns));
+                                " hemithorax cells (" + FormatNumber(a.size_percent, "%.1f") + "%), midline column " +
+                                FormatNumber(a.midline_column) + " of " + std::to_string(spec_.grid_columns));
   }
 
-  std::string model_path_;
-  torch::Device device_;
-  int threads_ = 2;
   double urgent_below_percent_ = 0;
   ModelSpec spec_;
-  torch::jit::script::Module module_;
+  // Last: its initialiser fills the members above from the model metadata, so they must exist before it.
+  aihub_ref::ReferenceModel model_;
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Loading a reference TorchScript model the same way in every libtorch plugin: the `threads` and `device`
-// config keys, the model file check, and load errors mapped to statuses the host shows to admins.
+// config keys, the model file check, the model version check, and load errors mapped to statuses the host shows
+// to admins.
 // Include only from plugin sources that link libtorch.
 #pragma once
 
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "aihub/plugin.hpp"
+#include "aihub_ref/model_metadata.h"
 
 namespace aihub_ref {
 
@@ -70,6 +72,42 @@ inline torch::jit::Module LoadTorchScript(const std::string& path, const TorchRu
   }
   *metadata = extra["aihub_model.json"];
   return module;
+}
+
+// A plugin instance's model: the module on its device, the runtime settings, the file and its model version.
+struct ReferenceModel {
+  torch::jit::Module module;
+  TorchRuntime runtime;
+  std::string path;
+  std::string version;
+};
+
+// What every libtorch reference plugin does at creation: reads `threads` and `device` (ReadTorchRuntime) and applies
+// the thread count; loads the file the `model` config key names (default `default_file` beside the plugin) with
+// LoadTorchScript; checks that its metadata's model_version is `expected_version` (the model the plugin was built
+// for, FAILED_PRECONDITION otherwise); and hands the metadata to `parse(json)`, which reads the plugin's own
+// values and throws std::exception for a bad one (FAILED_PRECONDITION naming the plugin and the file).
+template <typename Parse>
+ReferenceModel LoadReferenceModel(const aihub::PluginContext& ctx, const std::string& plugin,
+                                  const std::string& default_file, const std::string& expected_version,
+                                  Parse&& parse) {
+  ReferenceModel m;
+  m.runtime = ReadTorchRuntime(ctx, plugin);
+  m.runtime.Apply();
+  m.path = ctx.config_path("model", default_file);
+  std::string metadata;
+  m.module = LoadTorchScript(m.path, m.runtime, plugin, &metadata);
+  m.version = JsonValue(metadata, "model_version");
+  if (m.version != expected_version) {
+    throw aihub::Error(AIHUB_FAILED_PRECONDITION, plugin + ": model file " + m.path + " is '" + m.version +
+                                                      "', this plugin expects '" + expected_version + "'");
+  }
+  try {
+    parse(metadata);
+  } catch (const std::exception& e) {
+    throw aihub::Error(AIHUB_FAILED_PRECONDITION, plugin + ": " + m.path + ": " + e.what());
+  }
+  return m;
 }
 
 }  // namespace aihub_ref

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "aihub/plugin.hpp"
+#include "aihub_ref/format.h"
 #include "aihub_ref/grid.h"
 
 namespace aihub_ref {
@@ -23,12 +24,6 @@ struct SeriesLimits {
   double min_slice_mm = 0;  // spacing between slices, from the sorted positions
   double max_slice_mm = 1e9;
 };
-
-inline std::string FormatNumber(double v, const char* fmt = "%.1f") {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
 
 // Why `series` does not suit an axial monochrome CT model, or "" when it does: slice count, modality,
 // photometric interpretation, pixel spacing, axial orientation (gantry tilt up to ~25 degrees), even spacing.
