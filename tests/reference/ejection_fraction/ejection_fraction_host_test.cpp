@@ -19,23 +19,6 @@
 
 namespace {
 
-// Scans `dir` (one phantom study), submits it and runs its one job.
-aihub::core::JobOutcome RunStudy(aihub::testing::ReferenceHost& host, const std::filesystem::path& dir) {
-  std::filesystem::remove(dir / "truth.json");  // the hub sees only DICOM
-  auto scanned = aihub::dicom::ScanDirectory(dir);
-  REQUIRE(scanned.ok());
-  REQUIRE(scanned->studies.size() == 1);
-  auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
-  host.catalog.Add(study);
-  auto routed = host.runner->Submit(*study, {}, dir.string());
-  REQUIRE(routed.ok());
-  REQUIRE(routed->jobs.size() == 1);  // the default rules route a cine MR series to the plugin
-  auto outcome = host.runner->RunNext();
-  REQUIRE(outcome.ok());
-  REQUIRE(outcome->has_value());
-  return std::move(**outcome);
-}
-
 const aihub::Measurement* Find(const aihub::Finding& f, const std::string& code) {
   for (const auto& m : f.measurements) {
     if (m.concept.value == code) return &m;
@@ -59,7 +42,7 @@ TEST_CASE("ejection_fraction: "
   o.ef_percent = 22;
   const auto truth = aihub::phantom::WriteCardiacCine(o, host.root / "in-low");
   REQUIRE(truth.ok());
-  const auto out = RunStudy(host, host.root / "in-low" / truth->folder);
+  const auto out = host.RunStudy(host.root / "in-low" / truth->folder);
   REQUIRE_MESSAGE(out.status.ok(), out.status.ToString());
   REQUIRE(out.result.has_value());
   REQUIRE(out.result->findings.size() == 1);
@@ -108,7 +91,7 @@ TEST_CASE("ejection_fraction: "
     const std::string in = missing ? "in-missing" : "in-uneven";
     const auto truth = aihub::phantom::WriteCardiacCine(o, host.root / in);
     REQUIRE(truth.ok());
-    const auto out = RunStudy(host, host.root / in / truth->folder);
+    const auto out = host.RunStudy(host.root / in / truth->folder);
     // The host refuses the series before the plugin runs, and says why.
     CHECK(out.status.code() == AIHUB_FAILED_PRECONDITION);
     CHECK_MESSAGE(out.status.message().find("no usable series") != std::string::npos, out.status.ToString());

@@ -41,19 +41,8 @@ TEST_CASE("through the host: a left intraparenchymal bleed is found with side an
   REQUIRE(negative_truth.ok());
 
   auto run = [&](const std::filesystem::path& dir) {
-    std::filesystem::remove(dir / "truth.json");  // the hub sees only DICOM
-    auto scanned = aihub::dicom::ScanDirectory(dir);
-    REQUIRE(scanned.ok());
-    REQUIRE(scanned->studies.size() == 1);
-    auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
-    host.catalog.Add(study);
-    auto routed = host.runner->Submit(*study, {}, dir.string());
-    REQUIRE(routed.ok());
-    REQUIRE(routed->jobs.size() == 1);
-    auto outcome = host.runner->RunNext();
-    REQUIRE(outcome.ok());
-    REQUIRE(outcome->has_value());
-    aihub::core::JobOutcome o = std::move(**outcome);
+    std::shared_ptr<const aihub::dicom::Study> study;
+    aihub::core::JobOutcome o = host.RunStudy(dir, &study);
     REQUIRE_MESSAGE(o.status.ok(), o.status.ToString());
     REQUIRE(o.result.has_value());
     REQUIRE(o.result->findings.size() == 1);

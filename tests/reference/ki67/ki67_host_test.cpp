@@ -15,26 +15,6 @@
 #include "phantom/wsi_ki67.h"
 #include "reference/support/reference_host.h"
 
-namespace {
-
-aihub::core::JobOutcome RunOne(aihub::testing::ReferenceHost& host, const std::filesystem::path& dir) {
-  std::filesystem::remove(dir / "truth.json");  // the hub sees only DICOM
-  auto scanned = aihub::dicom::ScanDirectory(dir);
-  REQUIRE(scanned.ok());
-  REQUIRE(scanned->studies.size() == 1);
-  auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
-  host.catalog.Add(study);
-  auto routed = host.runner->Submit(*study, {}, dir.string());
-  REQUIRE(routed.ok());
-  REQUIRE(routed->jobs.size() == 1);  // the default rules route a VL whole slide image (SM) to the plugin
-  auto outcome = host.runner->RunNext();
-  REQUIRE(outcome.ok());
-  REQUIRE(outcome->has_value());
-  return std::move(**outcome);
-}
-
-}  // namespace
-
 TEST_CASE("ki67 through the host: a phantom slide's Ki-67 index, hot spot and counts, and its hot-spot region") {
   aihub::testing::ReferenceHost host("ki67", {"ki67.pt", "ki67.so"});
   REQUIRE(host.registry->Get("ki67") != nullptr);
@@ -51,7 +31,7 @@ TEST_CASE("ki67 through the host: a phantom slide's Ki-67 index, hot spot and co
   const auto truth = aihub::phantom::WriteWsiKi67(o, host.root / "in");
   REQUIRE_MESSAGE(truth.ok(), truth.status().ToString());
 
-  const auto out = RunOne(host, host.root / "in" / truth->folder);
+  const auto out = host.RunStudy(host.root / "in" / truth->folder);
   REQUIRE_MESSAGE(out.status.ok(), out.status.ToString());
   REQUIRE(out.result.has_value());
   REQUIRE(out.result->findings.size() == 1);
@@ -86,7 +66,7 @@ TEST_CASE("ki67 through the host: a slide with a missing tile or a bad tile geom
   o.missing_tile = 3;
   const auto missing = aihub::phantom::WriteWsiKi67(o, host.root / "in-missing");
   REQUIRE(missing.ok());
-  const auto a = RunOne(host, host.root / "in-missing" / missing->folder);
+  const auto a = host.RunStudy(host.root / "in-missing" / missing->folder);
   CHECK(a.status.code() == AIHUB_FAILED_PRECONDITION);
   CHECK_MESSAGE(a.status.message().find("missing tiles") != std::string::npos, a.status.message());
   CHECK(a.status.message().find("the image has 15") != std::string::npos);
@@ -96,7 +76,7 @@ TEST_CASE("ki67 through the host: a slide with a missing tile or a bad tile geom
   o.bad_tile_geometry = true;
   const auto bad = aihub::phantom::WriteWsiKi67(o, host.root / "in-bad");
   REQUIRE(bad.ok());
-  const auto b = RunOne(host, host.root / "in-bad" / bad->folder);
+  const auto b = host.RunStudy(host.root / "in-bad" / bad->folder);
   CHECK(b.status.code() == AIHUB_FAILED_PRECONDITION);
   CHECK_MESSAGE(b.status.message().find("1152 x 1152 px total pixel matrix") != std::string::npos,
                 b.status.message());
@@ -124,7 +104,7 @@ TEST_CASE("ki67 through the host: a slide in a transfer syntax the host cannot d
   bytes.replace(at, jpeg2000.size(), jpeg2000);
   std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
 
-  const auto out = RunOne(host, host.root / "in" / slide->folder);
+  const auto out = host.RunStudy(host.root / "in" / slide->folder);
   CHECK(out.status.code() == AIHUB_FAILED_PRECONDITION);
   CHECK_FALSE(out.result.has_value());
   CHECK_MESSAGE(out.status.message().find("unsupported transfer syntax: JPEG 2000") != std::string::npos,

@@ -42,19 +42,7 @@ TEST_CASE("through the host: a right pneumothorax is found with side, size and o
   REQUIRE(negative_truth.ok());
 
   auto run = [&](const std::filesystem::path& dir) {
-    std::filesystem::remove(dir / "truth.json");  // the hub sees only DICOM
-    auto scanned = aihub::dicom::ScanDirectory(dir);
-    REQUIRE(scanned.ok());
-    REQUIRE(scanned->studies.size() == 1);
-    auto study = std::make_shared<const aihub::dicom::Study>(std::move(scanned->studies[0]));
-    host.catalog.Add(study);
-    auto routed = host.runner->Submit(*study, {}, dir.string());
-    REQUIRE(routed.ok());
-    REQUIRE(routed->jobs.size() == 1);  // the default rules route a DX chest to the plugin
-    auto outcome = host.runner->RunNext();
-    REQUIRE(outcome.ok());
-    REQUIRE(outcome->has_value());
-    aihub::core::JobOutcome out = std::move(**outcome);
+    aihub::core::JobOutcome out = host.RunStudy(dir);
     REQUIRE_MESSAGE(out.status.ok(), out.status.ToString());
     REQUIRE(out.result.has_value());
     REQUIRE(out.result->findings.size() == 1);

@@ -11,6 +11,7 @@
 
 #include "config/site_config.h"
 #include "core/job_runner.h"
+#include "dicom/study.h"
 #include "host/plugins/test_support.h"
 #include "store/job_store.h"
 
@@ -46,6 +47,25 @@ struct ReferenceHost {
                                                [](const Result&, const core::EncodedResult&) {
                                                  return std::vector<store::OutboxItem>{};
                                                });
+  }
+
+  // Scans `dir` (one study; its truth.json removed first: the hub sees only DICOM), submits it, which must route it
+  // to exactly one job (the plugin's default rules), and runs that job. `*study` gets the scanned study if asked.
+  core::JobOutcome RunStudy(const std::filesystem::path& dir, std::shared_ptr<const dicom::Study>* study = nullptr) {
+    std::filesystem::remove(dir / "truth.json");
+    auto scanned = dicom::ScanDirectory(dir);
+    REQUIRE_MESSAGE(scanned.ok(), scanned.status().ToString());
+    REQUIRE(scanned->studies.size() == 1);
+    auto scanned_study = std::make_shared<const dicom::Study>(std::move(scanned->studies[0]));
+    catalog.Add(scanned_study);
+    auto routed = runner->Submit(*scanned_study, {}, dir.string());
+    REQUIRE_MESSAGE(routed.ok(), routed.status().ToString());
+    REQUIRE(routed->jobs.size() == 1);
+    auto outcome = runner->RunNext();
+    REQUIRE_MESSAGE(outcome.ok(), outcome.status().ToString());
+    REQUIRE(outcome->has_value());
+    if (study != nullptr) *study = std::move(scanned_study);
+    return std::move(**outcome);
   }
 
   // Why `file` was refused at load ("" when it was not).
