@@ -12,10 +12,13 @@ The pooled d is the share of a cell's pixels at blood density: what the brain wi
 """
 import json
 import os
-import struct
 import subprocess
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common", "python"))
+import phantom_dicom  # noqa: E402
 
 GRID = 128
 WINDOW_HU = 100.0
@@ -24,52 +27,10 @@ BLOOD_HU = 52.0
 CHANNELS = 3
 TYPES = ["intraparenchymal", "subdural", "subarachnoid"]
 
-_LONG_VRS = {b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"}
-
-
 def read_dicom_slice(path):
-    """Explicit VR little endian reader for the phantom's files: returns (z, HU array as float32)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[128:132] != b"DICM":
-        raise ValueError(f"{path}: not a DICOM Part 10 file")
-    pos = 132
-    tags = {}
-    while pos + 8 <= len(data):
-        group, element = struct.unpack_from("<HH", data, pos)
-        vr = data[pos + 4:pos + 6]
-        if vr in _LONG_VRS:
-            length = struct.unpack_from("<I", data, pos + 8)[0]
-            pos += 12
-        else:
-            length = struct.unpack_from("<H", data, pos + 6)[0]
-            pos += 8
-        tag = (group << 16) | element
-        if length == 0xFFFFFFFF:  # undefined-length sequence: skip to its delimiter
-            end = data.find(b"\xfe\xff\xdd\xe0", pos)
-            if end < 0:
-                raise ValueError(f"{path}: unterminated sequence")
-            pos = end + 8
-            continue
-        tags[tag] = (vr, data[pos:pos + length])
-        pos += length
-
-    def us(tag):
-        return struct.unpack("<H", tags[tag][1][:2])[0]
-
-    def ds(tag, default=None):
-        if tag not in tags:
-            return default
-        return [float(x) for x in tags[tag][1].decode("ascii").strip("\0 ").split("\\")]
-
-    rows, cols = us(0x00280010), us(0x00280011)
-    signed = us(0x00280103) == 1
-    raw = np.frombuffer(tags[0x7FE00010][1], dtype="<i2" if signed else "<u2", count=rows * cols)
-    slope = ds(0x00281053, [1.0])[0]
-    intercept = ds(0x00281052, [0.0])[0]
-    hu = raw.astype(np.float32).reshape(rows, cols) * np.float32(slope) + np.float32(intercept)
-    z = ds(0x00200032)[2]
-    return z, hu
+    """(z, HU array as float32) of one phantom slice."""
+    hu, tags = phantom_dicom.read(path)
+    return phantom_dicom.ds(tags, 0x00200032, index=2), hu
 
 
 def read_series(folder):

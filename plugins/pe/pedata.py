@@ -18,10 +18,13 @@ Output: softmax over CLASSES per model-grid voxel.
 """
 import json
 import os
-import struct
 import subprocess
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common", "python"))
+import phantom_dicom  # noqa: E402
 
 GRID = 128
 CELL_Z_MM = 3.125
@@ -48,49 +51,10 @@ def clot_class(branch):
     return 5 if branch.startswith("right_") else 6
 
 
-_LONG_VRS = {b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"}
-
-
 def read_dicom_slice(path):
-    """Explicit VR little endian reader for the phantom's files: returns (z, row spacing, HU float32 array)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[128:132] != b"DICM":
-        raise ValueError(f"{path}: not a DICOM Part 10 file")
-    pos = 132
-    tags = {}
-    while pos + 8 <= len(data):
-        group, element = struct.unpack_from("<HH", data, pos)
-        vr = data[pos + 4:pos + 6]
-        if vr in _LONG_VRS:
-            length = struct.unpack_from("<I", data, pos + 8)[0]
-            pos += 12
-        else:
-            length = struct.unpack_from("<H", data, pos + 6)[0]
-            pos += 8
-        if length == 0xFFFFFFFF:  # undefined-length sequence: skip to its delimiter
-            end = data.find(b"\xfe\xff\xdd\xe0", pos)
-            if end < 0:
-                raise ValueError(f"{path}: unterminated sequence")
-            pos = end + 8
-            continue
-        tags[(group << 16) | element] = data[pos:pos + length]
-        pos += length
-
-    def us(tag):
-        return struct.unpack("<H", tags[tag][:2])[0]
-
-    def ds(tag, default=None):
-        if tag not in tags:
-            return default
-        return [float(x) for x in tags[tag].decode("ascii").strip("\0 ").split("\\")]
-
-    rows, cols = us(0x00280010), us(0x00280011)
-    signed = us(0x00280103) == 1
-    raw = np.frombuffer(tags[0x7FE00010], dtype="<i2" if signed else "<u2", count=rows * cols)
-    hu = raw.astype(np.float32).reshape(rows, cols) * np.float32(ds(0x00281053, [1.0])[0]) + \
-        np.float32(ds(0x00281052, [0.0])[0])
-    return ds(0x00200032)[2], ds(0x00280030)[0], hu
+    """(z, row spacing, HU float32 array) of one phantom slice."""
+    hu, tags = phantom_dicom.read(path)
+    return phantom_dicom.ds(tags, 0x00200032, index=2), phantom_dicom.ds(tags, 0x00280030), hu
 
 
 def read_series(folder):

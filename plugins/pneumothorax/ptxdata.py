@@ -14,56 +14,22 @@ Outputs: channel 0 = pneumothorax probability, channel 1 = lung-field (hemithora
 """
 import json
 import os
-import struct
 import subprocess
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common", "python"))
+import phantom_dicom  # noqa: E402
 
 GRID_ROWS = 256
 GRID_COLUMNS = 208
 LOW_PERCENTILE = 0.005
 HIGH_PERCENTILE = 0.995
 
-_LONG_VRS = {b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"}
-
-
 def read_dicom_image(path):
-    """Explicit VR little endian reader for the phantom's DX file: returns the modality values, float32."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[128:132] != b"DICM":
-        raise ValueError(f"{path}: not a DICOM Part 10 file")
-    pos = 132
-    tags = {}
-    while pos + 8 <= len(data):
-        group, element = struct.unpack_from("<HH", data, pos)
-        vr = data[pos + 4:pos + 6]
-        if vr in _LONG_VRS:
-            length = struct.unpack_from("<I", data, pos + 8)[0]
-            pos += 12
-        else:
-            length = struct.unpack_from("<H", data, pos + 6)[0]
-            pos += 8
-        if length == 0xFFFFFFFF:  # undefined-length sequence: skip to its delimiter
-            end = data.find(b"\xfe\xff\xdd\xe0", pos)
-            if end < 0:
-                raise ValueError(f"{path}: unterminated sequence")
-            pos = end + 8
-            continue
-        tags[(group << 16) | element] = data[pos:pos + length]
-        pos += length
-
-    def us(tag):
-        return struct.unpack("<H", tags[tag][:2])[0]
-
-    def ds(tag, default):
-        return float(tags[tag].decode("ascii").strip("\0 ").split("\\")[0]) if tag in tags else default
-
-    rows, cols = us(0x00280010), us(0x00280011)
-    signed = us(0x00280103) == 1
-    raw = np.frombuffer(tags[0x7FE00010], dtype="<i2" if signed else "<u2", count=rows * cols)
-    return (raw.astype(np.float32).reshape(rows, cols) * np.float32(ds(0x00281053, 1.0)) +
-            np.float32(ds(0x00281052, 0.0)))
+    """The modality values (float32) of the phantom's DX file."""
+    return phantom_dicom.read(path)[0]
 
 
 def _resample_axis(a, grid, axis):
