@@ -18,19 +18,17 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common", "python"))
+import analyze_bench  # noqa: E402
 import efdata  # noqa: E402
 
 VALUES = re.compile(r"ejection_fraction: EF ([0-9.]+) % EDV ([0-9.]+) mL ESV ([0-9.]+) mL ED phase (\d+) "
                     r"ES phase (\d+)")
-INFERENCE = re.compile(r"ejection_fraction: inference ([0-9.]+) s")
 LINE = re.compile(r" ejection_fraction \S+: Left ventricular systolic dysfunction (\w+) p=\S+ (\w+)")
 
 
@@ -47,45 +45,29 @@ def main():
     ap.add_argument("--device", default="auto", help="plugin config device: auto, cpu or cuda")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
-    build = os.path.abspath(args.build)
-    phantom, aihubd = os.path.join(build, "bin", "aihub-phantom"), os.path.join(build, "bin", "aihubd")
-
-    work = tempfile.mkdtemp(prefix="aihub-ef-bench-")
-    plugins = os.path.join(work, "plugins")
-    os.makedirs(plugins)
-    for f in ("ejection_fraction.pt", "ejection_fraction.so"):  # the model before the .so that needs it
-        shutil.copy(os.path.join(build, "plugins", f), plugins)
-    with open(os.path.join(work, "site.yaml"), "w") as f:
-        f.write("state_dir: ./var\nplugin_dir: ./plugins\nplugins:\n  - id: ejection_fraction\n"
-                f"    modes: {{default: silent}}\n"
-                f"    config: {{threads: 2, device: {args.device}, threshold_percent: {args.threshold}}}\n")
+    ws = analyze_bench.Workspace(args.build, "ejection_fraction", args.device, args.keep, extra_config=f"threshold_percent: {args.threshold}")
+    phantom = ws.phantom
 
     rows = []
     for i in range(args.count):
         seed = args.first_seed + i
         ef_request = float(np.round(np.random.default_rng(seed).uniform(12, 29), 2)) if i % 3 == 0 else None
-        inp = os.path.join(work, "in")
+        inp = ws.path("in")
         shutil.rmtree(inp, ignore_errors=True)
         folder = efdata.generate(phantom, inp, seed, args.slices, args.phases, args.size, ef_request)
         truth = efdata.load_truth(folder)
         os.remove(os.path.join(folder, "truth.json"))  # the hub sees only DICOM
-        out = os.path.join(work, "out")
-        shutil.rmtree(os.path.join(work, "var"), ignore_errors=True)  # a fresh job store: every study runs
-        t0 = time.time()
-        r = subprocess.run([aihubd, "analyze", "--config", os.path.join(work, "site.yaml"), "--input", inp,
-                            "--output", out], capture_output=True, text=True, cwd=work)
-        wall = time.time() - t0
-        text = r.stdout + r.stderr
+        r = ws.analyze(inp)
+        text = r.text
         m, line = VALUES.search(text), LINE.search(r.stdout)
         if not m or not line:
             print(f"seed {seed}: no ejection-fraction result (rc {r.returncode}):\n{text}", file=sys.stderr)
             sys.exit(1)
-        inference = INFERENCE.findall(text)
         v = {"seed": seed, "ef_truth": truth["ef_percent"], "edv_truth": truth["edv_ml"],
              "esv_truth": truth["esv_ml"], "ef": float(m.group(1)), "edv": float(m.group(2)),
              "esv": float(m.group(3)), "ed_phase": int(m.group(4)) - 1, "es_phase": int(m.group(5)) - 1,
-             "present": line.group(1) == "PRESENT", "urgency": line.group(2), "wall": wall,
-             "inference": float(inference[-1]) if inference else None}
+             "present": line.group(1) == "PRESENT", "urgency": line.group(2), "wall": r.wall,
+             "inference": r.inference}
         v["ef_error"] = abs(v["ef"] - v["ef_truth"])
         v["edv_error"] = 100 * (v["edv"] / v["edv_truth"] - 1)
         v["esv_error"] = 100 * (v["esv"] / v["esv_truth"] - 1)
@@ -95,7 +77,7 @@ def main():
               f"EDV {v['edv']:6.1f} mL ({v['edv_error']:+5.1f} %), ESV {v['esv']:6.1f} mL ({v['esv_error']:+5.1f} %), "
               f"ED/ES phase {v['ed_phase'] + 1}/{v['es_phase'] + 1} (truth {truth['ed_phase'] + 1}/"
               f"{truth['es_phase'] + 1}), {'PRESENT ' + v['urgency'] if v['present'] else 'absent'}, "
-              f"{wall:.2f} s", flush=True)
+              f"{r.wall:.2f} s", flush=True)
 
     def stats(key, absolute=True):
         a = np.array([abs(r[key]) if absolute else r[key] for r in rows])
@@ -111,17 +93,8 @@ def main():
     print("EDV / ESV error, %% (signed) median %+.2f / %+.2f" % (np.median([r["edv_error"] for r in rows]),
                                                                np.median([r["esv_error"] for r in rows])))
     print(f"finding agrees with truth (EF < {args.threshold:g} %)  {sum(r['agrees'] for r in rows)}/{len(rows)}")
-    inference = sorted(r["inference"] for r in rows if r["inference"] is not None)
-    if inference:
-        print(f"model inference per study p50 {inference[len(inference) // 2]:.2f} s (plugin log; "
-              f"{args.slices * args.phases} frames; decode and grid mapping not included)")
-    walls = sorted(r["wall"] for r in rows)
-    print(f"aihubd analyze per study p50 {walls[len(walls) // 2]:.2f} s, max {walls[-1]:.2f} s (whole process: start, "
-          f"load, scan, decode, inference, SR/FHIR/HL7)")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"work folder kept: {work}")
+    analyze_bench.print_timings(rows, f"{args.slices * args.phases} frames; decode and grid mapping not included")
+    ws.close()
 
 
 if __name__ == "__main__":

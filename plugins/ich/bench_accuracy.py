@@ -14,16 +14,14 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common", "python"))
+import analyze_bench  # noqa: E402
 import ichdata  # noqa: E402
 from train import auc  # noqa: E402
 
-INFERENCE = re.compile(r"ich: inference ([0-9.]+) s")
 LINE = re.compile(r" ich \S+: Intracranial hemorrhage (\w+) p=([0-9.e+-]+) \w+(?: (left|right|bilateral))?"
                   r"(?: \| Volume ([0-9.e+-]+) mL)?")
 
@@ -37,17 +35,8 @@ def main():
     ap.add_argument("--first-seed", type=int, default=50000)
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
-    build = os.path.abspath(args.build)
-    phantom, aihubd = os.path.join(build, "bin", "aihub-phantom"), os.path.join(build, "bin", "aihubd")
-
-    work = tempfile.mkdtemp(prefix="aihub-ich-bench-")
-    plugins = os.path.join(work, "plugins")
-    os.makedirs(plugins)
-    for f in ("ich.pt", "ich.so"):  # the model before the .so that needs it
-        shutil.copy(os.path.join(build, "plugins", f), plugins)
-    with open(os.path.join(work, "site.yaml"), "w") as f:
-        f.write("state_dir: ./var\nplugin_dir: ./plugins\nplugins:\n  - id: ich\n    modes: {default: silent}\n"
-                "    config: {threads: 2, device: auto}\n")
+    ws = analyze_bench.Workspace(args.build, "ich", "auto", args.keep)
+    phantom = ws.phantom
 
     cases = []
     seed = args.first_seed
@@ -61,29 +50,24 @@ def main():
 
     rows = []
     for seed, t, side in cases:
-        inp = os.path.join(work, "in")
+        inp = ws.path("in")
         shutil.rmtree(inp, ignore_errors=True)
         folder = ichdata.generate(phantom, inp, seed, t, side, args.size)
         truth = ichdata.load_truth(folder)
         os.remove(os.path.join(folder, "truth.json"))  # the hub sees only DICOM
-        out = os.path.join(work, "out")
-        t0 = time.time()
-        r = subprocess.run([aihubd, "analyze", "--config", os.path.join(work, "site.yaml"), "--input", inp,
-                            "--output", out], capture_output=True, text=True)
-        wall = time.time() - t0
+        r = ws.analyze(inp)
         m = LINE.search(r.stdout)
         if not m:
             print(f"seed {seed} {t}: no ich finding (rc {r.returncode}):\n{r.stdout}{r.stderr}", file=sys.stderr)
             sys.exit(1)
         present = m.group(1) == "PRESENT"
-        inference = INFERENCE.findall(r.stdout + r.stderr)
         rows.append({"seed": seed, "type": t, "side": side, "label": int(t != "none"), "present": present,
                      "score": float(m.group(2)), "pred_side": m.group(3), "volume": float(m.group(4) or 0),
-                     "truth_ml": truth["hemorrhage"]["volume_ml"], "wall": wall,
-                     "inference": float(inference[-1]) if inference else None})
+                     "truth_ml": truth["hemorrhage"]["volume_ml"], "wall": r.wall,
+                     "inference": r.inference})
         v = rows[-1]
         print(f"seed {seed} {t:16s} {side:5s} truth {v['truth_ml']:6.1f} mL -> {m.group(1):7s} p={v['score']:.3f} "
-              f"{v['pred_side'] or '-':9s} {v['volume']:6.1f} mL  {wall:.2f} s", flush=True)
+              f"{v['pred_side'] or '-':9s} {v['volume']:6.1f} mL  {r.wall:.2f} s", flush=True)
 
     labels = [r["label"] for r in rows]
     # The finding's confidence is the presence score for both outcomes, so it ranks studies for the AUC.
@@ -106,17 +90,8 @@ def main():
                 print(f"volume error {t:16s} median {100 * errs[len(errs) // 2]:5.1f}%  max {100 * errs[-1]:5.1f}%")
         errs = sorted(abs(r["volume"] - r["truth_ml"]) / r["truth_ml"] for r in found)
         print(f"volume error all         median {100 * errs[len(errs) // 2]:5.1f}%  max {100 * errs[-1]:5.1f}%")
-    inference = sorted(r["inference"] for r in rows if r["inference"] is not None)
-    if inference:
-        print(f"model inference per study p50 {inference[len(inference) // 2]:.2f} s (plugin log; preprocessing "
-              f"and decode not included)")
-    walls = sorted(r["wall"] for r in rows)
-    print(f"aihubd analyze per study p50 {walls[len(walls) // 2]:.2f} s (whole process: start, load, scan, "
-          f"decode, inference, SR/FHIR/HL7)")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"work folder kept: {work}")
+    analyze_bench.print_timings(rows, "decode and preprocessing not included")
+    ws.close()
 
 
 if __name__ == "__main__":

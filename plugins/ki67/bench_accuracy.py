@@ -25,15 +25,16 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common", "python"))
+import analyze_bench  # noqa: E402
 
 WHOLE = re.compile(r"Ki-67 index, whole slide ([0-9.e+-]+) %")
 HOT = re.compile(r"Ki-67 index, hot spot ([0-9.e+-]+) %")
 POS = re.compile(r"Ki-67 positive nuclei ([0-9.e+-]+) ")
 NEG = re.compile(r"Ki-67 negative nuclei ([0-9.e+-]+) ")
 SPEED = re.compile(r"ki67: (\d+) tiles in ([0-9.]+) s \(([0-9.]+) tiles/s\)")
-RSS = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
 
 
 def folder_name(seed, size, rle, jpeg=False):
@@ -46,20 +47,6 @@ def generate(phantom, out, seed, size, index, hotspots, rle=False, jpeg=False):
                     str(index), "--hotspots", str(hotspots)] + (["--rle"] if rle else []) +
                    (["--jpeg"] if jpeg else []), check=True, capture_output=True, text=True)
     return os.path.join(out, folder_name(seed, size, rle, jpeg))
-
-
-def analyze(aihubd, work, inp):
-    """Runs `aihubd analyze` on folder `inp` in a fresh state folder; returns (stdout+stderr, wall s, peak RSS kB)."""
-    shutil.rmtree(os.path.join(work, "var"), ignore_errors=True)
-    shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
-    t0 = time.time()
-    r = subprocess.run(["/usr/bin/time", "-v", aihubd, "analyze", "--config", os.path.join(work, "site.yaml"),
-                        "--input", inp, "--output", os.path.join(work, "out")], capture_output=True, text=True,
-                       cwd=work)
-    wall = time.time() - t0
-    text = r.stdout + r.stderr
-    rss = RSS.search(text)
-    return text, wall, int(rss.group(1)) if rss else None, r.returncode
 
 
 def parse(text):
@@ -87,41 +74,32 @@ def main():
                     help="held-out slides with JPEG Baseline (YBR_FULL_422, quality 90) tiles, as scanners write")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
-    build = os.path.abspath(args.build)
-    phantom = os.path.abspath(args.phantom) if args.phantom else os.path.join(build, "bin", "aihub-phantom")
-    aihubd = os.path.join(build, "bin", "aihubd")
-
-    work = tempfile.mkdtemp(prefix="aihub-ki67-bench-")
-    os.makedirs(os.path.join(work, "plugins"))
-    for f in ("ki67.pt", "ki67.so"):  # the model before the .so that needs it
-        shutil.copy(os.path.join(build, "plugins", f), os.path.join(work, "plugins"))
-    with open(os.path.join(work, "site.yaml"), "w") as f:
-        f.write("state_dir: ./var\nplugin_dir: ./plugins\nplugins:\n  - id: ki67\n"
-                f"    modes: {{default: silent}}\n    config: {{threads: 2, device: {args.device}}}\n")
+    ws = analyze_bench.Workspace(args.build, "ki67", args.device, args.keep)
+    phantom = os.path.abspath(args.phantom) if args.phantom else ws.phantom
 
     rows = []
     first_folder = None
     for i in range(args.count):
         seed = args.first_seed + i
         index, hotspots = 5 + (seed * 7919) % 50, seed % 4
-        inp = os.path.join(work, "in-%d" % seed)
+        inp = ws.path("in-%d" % seed)
         folder = generate(phantom, inp, seed, args.size, index, hotspots, jpeg=args.jpeg)
         truth = json.load(open(os.path.join(folder, "truth.json")))
         os.remove(os.path.join(folder, "truth.json"))  # the hub sees only DICOM
-        text, wall, rss, rc = analyze(aihubd, work, inp)
-        v = parse(text)
+        r = ws.analyze(inp, measure_memory=True)
+        v = parse(r.text)
         if v is None:
-            print(f"seed {seed}: no ki67 finding (rc {rc}):\n{text}", file=sys.stderr)
+            print(f"seed {seed}: no ki67 finding (rc {r.returncode}):\n{r.text}", file=sys.stderr)
             sys.exit(1)
         v.update({"seed": seed, "truth_index": truth["ki67"]["global_index_percent"],
                   "truth_hotspot": truth["hotspot"]["index_percent"],
                   "truth_nuclei": truth["ki67"]["positive_nuclei"] + truth["ki67"]["negative_nuclei"],
-                  "wall": wall, "rss_kb": rss})
+                  "wall": r.wall, "rss_kb": r.peak_rss_kb})
         rows.append(v)
         first_folder = first_folder or inp
         print(f"seed {seed} truth {v['truth_index']:5.1f} % (hot spot {v['truth_hotspot']:5.1f} %) -> "
               f"{v['index']:5.1f} % ({v['hotspot']:5.1f} %)  nuclei {int(v['positive'] + v['negative'])}/"
-              f"{v['truth_nuclei']}  {v['tiles_per_s']:.0f} tiles/s  {wall:.2f} s  RSS {rss / 1024:.0f} MiB",
+              f"{v['truth_nuclei']}  {v['tiles_per_s']:.0f} tiles/s  {r.wall:.2f} s  RSS {r.peak_rss_kb / 1024:.0f} MiB",
               flush=True)
 
     err = sorted(abs(r["index"] - r["truth_index"]) for r in rows)
@@ -135,8 +113,8 @@ def main():
     print(f"hot-spot index error, points     median {hot[len(hot) // 2]:.2f}  max {hot[-1]:.2f}  "
           f"within 3 points {sum(e <= 3 for e in hot)}/{len(hot)}")
     print(f"plugin tiles/s (read, detect, classify) median {speed[len(speed) // 2]:.0f}")
-    print(f"aihubd analyze per slide p50 {sorted(r['wall'] for r in rows)[len(rows) // 2]:.2f} s, "
-          f"peak RSS p50 {sorted(r['rss_kb'] for r in rows)[len(rows) // 2] / 1024:.0f} MiB")
+    print(f"aihubd analyze per slide p50 {analyze_bench.p50(r['wall'] for r in rows):.2f} s, "
+          f"peak RSS p50 {analyze_bench.p50(r['rss_kb'] for r in rows) / 1024:.0f} MiB")
 
     if args.big_size:
         rle = args.big_size > 37632  # over uncompressed PixelData's 32-bit length
@@ -152,13 +130,14 @@ def main():
         truth = json.load(open(os.path.join(args.big_dir, "truth.json")))
         small_in = first_folder
         if rle:
-            small_in = os.path.join(work, "in-memory")
+            small_in = ws.path("in-memory")
             generate(phantom, small_in, args.first_seed, args.size, 20, 2, True)
-        small_text, small_wall, small_rss, _ = analyze(aihubd, work, small_in)
-        text, wall, rss, rc = analyze(aihubd, work, big_in)
-        v = parse(text)
+        small_rss = ws.analyze(small_in, measure_memory=True).peak_rss_kb
+        big = ws.analyze(big_in, measure_memory=True)
+        rss = big.peak_rss_kb
+        v = parse(big.text)
         if v is None:
-            print(f"big slide: no ki67 finding (rc {rc}):\n{text}", file=sys.stderr)
+            print(f"big slide: no ki67 finding (rc {big.returncode}):\n{big.text}", file=sys.stderr)
             sys.exit(1)
         print(f"\n== Memory: {args.size} px slide vs {args.big_size} px slide ({v['tiles']} tiles, "
               f"{os.path.getsize(os.path.join(folder, 'SM000001.dcm')) / 1e9:.2f} GB, "
@@ -166,11 +145,8 @@ def main():
         print(f"peak RSS {small_rss / 1024:.0f} MiB vs {rss / 1024:.0f} MiB: ratio {rss / small_rss:.2f}")
         print(f"big slide: index {v['index']:.1f} % (truth {truth['ki67']['global_index_percent']:.1f} %), hot spot "
               f"{v['hotspot']:.1f} % (truth {truth['hotspot']['index_percent']:.1f} %), {v['tiles_per_s']:.0f} "
-              f"tiles/s, plugin {v['seconds']:.0f} s, aihubd analyze {wall:.0f} s")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"work folder kept: {work}")
+              f"tiles/s, plugin {v['seconds']:.0f} s, aihubd analyze {big.wall:.0f} s")
+    ws.close()
 
 
 if __name__ == "__main__":

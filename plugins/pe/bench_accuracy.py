@@ -16,18 +16,16 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common", "python"))
+import analyze_bench  # noqa: E402
 import pedata  # noqa: E402
 from train import auc  # noqa: E402
 
-INFERENCE = re.compile(r"pe: inference ([0-9.]+) s")
 SITE = re.compile(r"pe: score [0-9.]+, site ([a-z ]+),")
 LINE = re.compile(r" pe \S+: Pulmonary embolism (\w+) p=([0-9.e+-]+) \w+(?: (left|right|bilateral))?"
                   r"(?: \| Volume ([0-9.e+-]+) mL)?(?: \| Pulmonary arterial clot burden ([0-9.e+-]+) %)?")
@@ -58,17 +56,8 @@ def main():
     ap.add_argument("--device", default="auto")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
-    build = os.path.abspath(args.build)
-    phantom, aihubd = os.path.join(build, "bin", "aihub-phantom"), os.path.join(build, "bin", "aihubd")
-
-    work = tempfile.mkdtemp(prefix="aihub-pe-bench-")
-    plugins = os.path.join(work, "plugins")
-    os.makedirs(plugins)
-    for f in ("pe.pt", "pe.so"):  # the model before the .so that needs it
-        shutil.copy(os.path.join(build, "plugins", f), plugins)
-    with open(os.path.join(work, "site.yaml"), "w") as f:
-        f.write("state_dir: ./var\nplugin_dir: ./plugins\nplugins:\n  - id: pe\n    modes: {default: silent}\n"
-                f"    config: {{threads: 2, device: {args.device}}}\n")
+    ws = analyze_bench.Workspace(args.build, "pe", args.device, args.keep)
+    phantom = ws.phantom
 
     cases = []
     seed = args.first_seed
@@ -82,27 +71,21 @@ def main():
 
     rows = []
     for seed, branch in cases:
-        inp = os.path.join(work, "in")
+        inp = ws.path("in")
         shutil.rmtree(inp, ignore_errors=True)
         os.makedirs(inp)
-        mask_path = os.path.join(work, "mask.raw")
+        mask_path = ws.path("mask.raw")
         folder = pedata.generate(phantom, inp, seed, branch, args.size, args.slices, mask_path)
         truth = pedata.load_truth(folder)
         mask = pedata.read_mask(mask_path)
         clot_vox, lumen_vox = int((mask == 1).sum()), int((mask == 2).sum())
         os.remove(os.path.join(folder, "truth.json"))  # the hub sees only DICOM
-        out = os.path.join(work, "out")
-        shutil.rmtree(out, ignore_errors=True)
-        t0 = time.time()
-        r = subprocess.run([aihubd, "analyze", "--config", os.path.join(work, "site.yaml"), "--input", inp,
-                            "--output", out], capture_output=True, text=True)
-        wall = time.time() - t0
+        r = ws.analyze(inp)
         m = LINE.search(r.stdout)
         if not m:
             print(f"seed {seed} {branch}: no pe finding (rc {r.returncode}):\n{r.stdout}{r.stderr}", file=sys.stderr)
             sys.exit(1)
-        logs = r.stdout + r.stderr
-        inference = INFERENCE.findall(logs)
+        logs = r.text
         site = SITE.findall(logs)
         e = truth["embolus"]
         rows.append({"seed": seed, "branch": branch, "label": int(branch is not None), "present": m.group(1) ==
@@ -110,12 +93,12 @@ def main():
                      "volume": float(m.group(4) or 0), "burden": float(m.group(5) or 0),
                      "site": site[-1] if site else None, "side": e["side"] if branch else None,
                      "truth_ml": e["volume_ml"] if branch else 0.0,
-                     "truth_burden": 100.0 * clot_vox / max(1, clot_vox + lumen_vox), "wall": wall,
-                     "inference": float(inference[-1]) if inference else None})
+                     "truth_burden": 100.0 * clot_vox / max(1, clot_vox + lumen_vox), "wall": r.wall,
+                     "inference": r.inference})
         v = rows[-1]
         print(f"seed {seed} {branch or 'none':18s} truth {v['truth_ml']:6.2f} mL {v['truth_burden']:5.2f} % -> "
               f"{m.group(1):7s} p={v['score']:.3f} {v['pred_side'] or '-':9s} {v['volume']:6.2f} mL "
-              f"{v['burden']:5.2f} %  {v['site'] or '-':28s} {wall:.2f} s", flush=True)
+              f"{v['burden']:5.2f} %  {v['site'] or '-':28s} {r.wall:.2f} s", flush=True)
 
     labels = [r["label"] for r in rows]
     scores = [r["score"] for r in rows]  # the finding's confidence is the presence score for both outcomes
@@ -141,17 +124,8 @@ def main():
         print(f"volume error all                median {med:5.1f}%  max {mx:5.1f}%")
         med, mx = median_max([abs(r["burden"] - r["truth_burden"]) / r["truth_burden"] for r in found])
         print(f"clot burden error all (rel.)    median {med:5.1f}%  max {mx:5.1f}%")
-    inference = sorted(r["inference"] for r in rows if r["inference"] is not None)
-    if inference:
-        print(f"model inference per study p50 {inference[len(inference) // 2]:.2f} s (plugin log; decode and "
-              f"preprocessing not included)")
-    walls = sorted(r["wall"] for r in rows)
-    print(f"aihubd analyze per study p50 {walls[len(walls) // 2]:.2f} s (whole process: start, load, scan, "
-          f"decode, inference, SR/FHIR/HL7)")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"work folder kept: {work}")
+    analyze_bench.print_timings(rows, "decode and preprocessing not included")
+    ws.close()
 
 
 if __name__ == "__main__":

@@ -15,15 +15,13 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common", "python"))
+import analyze_bench  # noqa: E402
 import ptxdata  # noqa: E402
 
-INFERENCE = re.compile(r"pneumothorax: inference ([0-9.]+) s")
 LINE = re.compile(r" pneumothorax \S+: Pneumothorax (\w+) p=([0-9.e+-]+) \w+(?: (left|right|bilateral))?"
                   r"(?: \| [^|]*? ([0-9.e+-]+) %)?")
 
@@ -45,44 +43,30 @@ def main():
     ap.add_argument("--device", default="auto", help="plugin config device: auto, cpu or cuda")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
-    build = os.path.abspath(args.build)
-    phantom, aihubd = os.path.join(build, "bin", "aihub-phantom"), os.path.join(build, "bin", "aihubd")
-
-    work = tempfile.mkdtemp(prefix="aihub-ptx-bench-")
-    plugins = os.path.join(work, "plugins")
-    os.makedirs(plugins)
-    for f in ("pneumothorax.pt", "pneumothorax.so"):  # the model before the .so that needs it
-        shutil.copy(os.path.join(build, "plugins", f), plugins)
-    with open(os.path.join(work, "site.yaml"), "w") as f:
-        f.write("state_dir: ./var\nplugin_dir: ./plugins\nplugins:\n  - id: pneumothorax\n"
-                f"    modes: {{default: silent}}\n    config: {{threads: 2, device: {args.device}}}\n")
+    ws = analyze_bench.Workspace(args.build, "pneumothorax", args.device, args.keep)
+    phantom = ws.phantom
 
     cases = [(args.first_seed + i, True, "left" if i % 2 == 0 else "right") for i in range(args.count)]
     cases += [(args.first_seed + args.count + i, False, None) for i in range(args.count)]
 
     rows = []
     for seed, present, side in cases:
-        inp = os.path.join(work, "in")
+        inp = ws.path("in")
         shutil.rmtree(inp, ignore_errors=True)
         folder = ptxdata.generate(phantom, inp, seed, present, side or "left", None, args.rows, args.columns)
         truth = ptxdata.load_truth(folder)["pneumothorax"]
         os.remove(os.path.join(folder, "truth.json"))  # the hub sees only DICOM
-        out = os.path.join(work, "out")
-        t0 = time.time()
-        r = subprocess.run([aihubd, "analyze", "--config", os.path.join(work, "site.yaml"), "--input", inp,
-                            "--output", out], capture_output=True, text=True, cwd=work)
-        wall = time.time() - t0
+        r = ws.analyze(inp)
         m = LINE.search(r.stdout)
         if not m:
             print(f"seed {seed}: no pneumothorax finding (rc {r.returncode}):\n{r.stdout}{r.stderr}", file=sys.stderr)
             sys.exit(1)
-        inference = INFERENCE.findall(r.stdout + r.stderr)
         v = {"seed": seed, "label": int(present), "side": side, "truth": truth["size_percent"],
              "present": m.group(1) == "PRESENT", "score": float(m.group(2)), "pred_side": m.group(3),
-             "size": float(m.group(4) or 0), "wall": wall, "inference": float(inference[-1]) if inference else None}
+             "size": float(m.group(4) or 0), "wall": r.wall, "inference": r.inference}
         rows.append(v)
         print(f"seed {seed} {side or '-':5s} truth {v['truth']:5.1f} % -> {m.group(1):7s} p={v['score']:.3f} "
-              f"{v['pred_side'] or '-':9s} {v['size']:5.1f} %  {wall:.2f} s", flush=True)
+              f"{v['pred_side'] or '-':9s} {v['size']:5.1f} %  {r.wall:.2f} s", flush=True)
 
     labels, scores = [r["label"] for r in rows], [r["score"] for r in rows]
     tp = sum(r["present"] and r["label"] for r in rows)
@@ -105,17 +89,8 @@ def main():
     missed = [r for r in pos if not r["present"]]
     if missed:
         print("missed sizes (truth %):  " + ", ".join(f"{r['truth']:.1f}" for r in missed))
-    inference = sorted(r["inference"] for r in rows if r["inference"] is not None)
-    if inference:
-        print(f"model inference per study p50 {1000 * inference[len(inference) // 2]:.0f} ms (plugin log; decode, "
-              f"resampling and post-processing not included)")
-    walls = sorted(r["wall"] for r in rows)
-    print(f"aihubd analyze per study p50 {walls[len(walls) // 2]:.2f} s (whole process: start, load, scan, decode, "
-          f"inference, SR/FHIR/HL7)")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"work folder kept: {work}")
+    analyze_bench.print_timings(rows, "decode, resampling and post-processing not included")
+    ws.close()
 
 
 if __name__ == "__main__":
