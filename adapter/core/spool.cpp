@@ -102,6 +102,8 @@ StatusOr<InstanceUids> ReadInstanceUids(const fs::path& file) {
   if (!IsValidUid(uids.study_uid) || !IsValidUid(uids.series_uid) || !IsValidUid(uids.sop_uid)) {
     return InvalidArgument("missing or invalid Study/Series/SOP Instance UID");
   }
+  // The class UID is echoed to senders (STOW-RS responses, JSON): a malformed one is dropped, not passed on.
+  if (!IsValidUid(uids.sop_class_uid)) uids.sop_class_uid.clear();
   return uids;
 }
 

@@ -68,7 +68,7 @@ struct Order {
 
 struct InstanceUids {
   std::string study_uid, series_uid, sop_uid;
-  std::string sop_class_uid;  // as the file says (not checked)
+  std::string sop_class_uid;  // as the file says; "" when absent or not a valid UID (it is echoed to senders)
 };
 // The UIDs in a DICOM file's header (parsing stops before the pixel data). INVALID_ARGUMENT when the file does
 // not parse or a UID is missing or not a valid UID (never used as a path then).

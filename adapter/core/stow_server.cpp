@@ -325,7 +325,7 @@ class StowServer::Impl {
       } else {
         // What was stored before the fault is listed, so the sender knows what it need not send again; the reason
         // goes in a Warning header (PS3.18 8.3.5.1).
-        Respond(socket, status, response.dump(), false,
+        Respond(socket, status, response.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), false,
                 {{http::field::warning, "299 aihub-adapter: \"" + body_status.message() + "\""}},
                 "application/dicom+json");
       }
@@ -339,7 +339,8 @@ class StowServer::Impl {
     }
     LogInfo("stow", "STOW-RS " + target + ": " + std::to_string(outcome.referenced.size()) + " stored, " +
                         std::to_string(outcome.failed.size()) + " failed");
-    return Respond(socket, status, response.dump(), req.keep_alive(), {}, "application/dicom+json");
+    return Respond(socket, status, response.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                   req.keep_alive(), {}, "application/dicom+json");
   }
 
   void StorePart(std::string_view part_type, std::string&& body, const std::string& study_filter, Outcome& out) {

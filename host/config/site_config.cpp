@@ -319,8 +319,9 @@ class SiteConfigParser {
           } else if (e.key == "complete_after_seconds") {
             std::optional<double> v;
             if (e.value.IsScalar()) v = internal::ParseDecimal(e.value.Scalar());
-            if (!v || *v < 0) {
-              s = ErrorAt(name_, e.value, "'complete_after_seconds' expects a number >= 0, got " + Describe(e.value));
+            if (!v || !(*v >= 0 && *v <= 86400)) {  // at most a day: it becomes milliseconds in an int64
+              s = ErrorAt(name_, e.value,
+                          "'complete_after_seconds' expects a number in 0..86400, got " + Describe(e.value));
             } else {
               adapter->stow.complete_after_seconds = *v;
             }

@@ -257,35 +257,37 @@ std::string JobRunner::PinKey(const std::string& study_uid, const std::string& p
 void JobRunner::ForgetStudyIfDone(const std::string& study_uid) {
   auto jobs = store_.ListJobs(study_uid);
   if (!jobs.ok()) return;
+  int64_t ended_generation = 0;
   for (const store::JobRecord& j : *jobs) {
     if (!IsTerminal(j.state)) return;
+    ended_generation = std::max(ended_generation, j.generation);
   }
   catalog_.Remove(study_uid);
-  RemoveFetchedCopies(study_uid);
+  RemoveFetchedCopies(study_uid, ended_generation);
 }
 
 // Studies fetched from an adapter live in state_dir/studies/<study>/g<generation>/ only for their jobs: once every
 // job of the study ended, the copies up to the recorded generation go (results, outbox and audit are in the job
-// store; the adapter's spool still holds the instances). A later generation may be being fetched right now, so
-// only g1..g<recorded> are removed, and the study folder only when that left it empty. Folders the user gave
-// (analyze, the inbox) are never touched.
-void JobRunner::RemoveFetchedCopies(const std::string& study_uid) {
+// store; the adapter's spool still holds the instances). A later generation may be being fetched or routed right
+// now, so only the generations whose jobs were seen ended (up to `ended_generation`, and never past the recorded
+// one) are removed, and the study folder only when that left it empty. Folders the user gave (analyze, the inbox)
+// are never touched.
+void JobRunner::RemoveFetchedCopies(const std::string& study_uid, int64_t ended_generation) {
   auto recorded = store_.GetStudy(study_uid);
   if (!recorded.ok() || !recorded->has_value() || (*recorded)->source.rfind("adapter:", 0) != 0) return;
   const fs::path folder = StudyFolderOfSource((*recorded)->source);
   const fs::path study_dir = config_.Get()->state_dir / "studies" / study_uid;
-  const std::string name = folder.filename().string();
-  if (folder.parent_path() != study_dir || name.size() < 2 || name.size() > 10 || name[0] != 'g' ||
-      name.find_first_not_of("0123456789", 1) != std::string::npos) {
-    return;  // not a copy this host fetched
-  }
-  const uint64_t newest = std::stoull(name.substr(1));
   auto generation_of = [](const std::string& n) -> std::optional<uint64_t> {
     if (n.size() < 2 || n.size() > 10 || n[0] != 'g' || n.find_first_not_of("0123456789", 1) != std::string::npos) {
       return std::nullopt;
     }
     return std::stoull(n.substr(1));
   };
+  const std::optional<uint64_t> recorded_generation = generation_of(folder.filename().string());
+  if (folder.parent_path() != study_dir || !recorded_generation || ended_generation < 1) {
+    return;  // not a copy this host fetched
+  }
+  const uint64_t newest = std::min(*recorded_generation, static_cast<uint64_t>(ended_generation));
   std::error_code ec;
   std::vector<fs::path> copies;
   for (const fs::directory_entry& e : fs::directory_iterator(study_dir, ec)) {

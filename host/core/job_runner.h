@@ -82,7 +82,7 @@ class JobRunner {
   // Drops the study from memory when none of its jobs can run again.
   void ForgetStudyIfDone(const std::string& study_uid);
   // Removes the copies an adapter link fetched into state_dir/studies for a study whose jobs all ended.
-  void RemoveFetchedCopies(const std::string& study_uid);
+  void RemoveFetchedCopies(const std::string& study_uid, int64_t ended_generation);
   static std::string PinKey(const std::string& study_uid, const std::string& plugin_id, const std::string& version);
 
   const ConfigHolder& config_;

@@ -89,6 +89,15 @@ TEST_CASE("WriteIncoming writes a received Part 10 file and reads its UIDs; what
     CHECK(refused.status().code() == AIHUB_INVALID_ARGUMENT);
   }
   CHECK(fs::is_empty(spool->dir() / "incoming"));
+
+  // A SOP Class UID that is not a UID (here bytes that are not even UTF-8) is dropped: it is echoed to senders in
+  // JSON, which must not fail on it. The instance itself is kept.
+  const fs::path odd = tmp / "odd-class.dcm";
+  testing::WriteInstance(Slice(kStudy, kSeriesA, 4), odd, {{DCM_SOPClassUID, std::string("1.2.\xff\xfe", 6)}});
+  auto kept = spool->WriteIncoming(testing::ReadAll(odd));
+  REQUIRE_MESSAGE(kept.ok(), kept.status().ToString());
+  CHECK(kept->uids.sop_uid == std::string(kSeriesA) + ".4");
+  CHECK(kept->uids.sop_class_uid.empty());
 }
 
 TEST_CASE("a SOP instance received again replaces the file and keeps one row") {

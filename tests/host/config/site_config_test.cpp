@@ -211,6 +211,8 @@ adapter:
   CHECK(ErrorOf("adapter:\n  stow: {listen: nowhere}\n").find("2:18: 'listen' expects HOST:PORT") != std::string::npos);
   CHECK(ErrorOf("adapter:\n  stow: {complete_after_seconds: -1}\n").find("'complete_after_seconds' expects") !=
         std::string::npos);
+  CHECK(ErrorOf("adapter:\n  stow: {complete_after_seconds: 1e300}\n").find("'complete_after_seconds' expects") !=
+        std::string::npos);
   CHECK(ErrorOf("adapter:\n  stow: {max_instance_mb: 0}\n").find("max_instance_mb") != std::string::npos);
   CHECK(ErrorOf("adapter:\n  stow: {token: x}\n").find("token") != std::string::npos);
 }
