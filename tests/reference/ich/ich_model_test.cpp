@@ -59,13 +59,17 @@ TEST_CASE("model metadata sets the operating point and rejects bad values") {
   CHECK(spec.volume_mode == VolumeMode::kSoft);
   CHECK(spec.volume_cut == doctest::Approx(0.1));
   ModelSpec other;
-  const std::string three = R"("channels": 3)";
-  CHECK_THROWS_AS(ParseModelMetadata("{" + three + R"(, "threshold": 7})", other), std::invalid_argument);
-  CHECK_THROWS_AS(ParseModelMetadata("{" + three + R"(, "grid": 130})", other), std::invalid_argument);
-  CHECK_THROWS_AS(ParseModelMetadata("{" + three + R"(, "volume_mode": "max"})", other), std::invalid_argument);
-  CHECK_THROWS_AS(ParseModelMetadata("{" + three + R"(, "blood_hu": 400})", other), std::invalid_argument);
-  CHECK(other.volume_mode == VolumeMode::kCount);  // unchanged by the failed parses
-  CHECK(ParseModelMetadata("{" + three + "}", other).empty());
+  // Each bad input also carries good values (top_k 3): a failed parse must leave the spec as it was.
+  const std::string good = R"("channels": 3, "top_k": 3)";
+  for (const char* bad : {R"("threshold": 7)", R"("grid": 130)", R"("volume_mode": "max")", R"("blood_hu": 400)"}) {
+    CHECK_THROWS_AS(ParseModelMetadata("{" + good + ", " + bad + "}", other), std::invalid_argument);
+  }
+  CHECK_THROWS_AS(ParseModelMetadata("{" + good + R"(, "volume_mode": "soft", "volume_cut": 2})", other),
+                  std::invalid_argument);
+  CHECK(other.top_k == 16);
+  CHECK(other.volume_mode == VolumeMode::kCount);
+  CHECK(ParseModelMetadata("{" + good + "}", other).empty());
+  CHECK(other.top_k == 3);
   // A model trained for other preprocessing is refused, naming the mismatch; models before ich-ref-2026.11.2
   // did not state their channel count and took two.
   try {

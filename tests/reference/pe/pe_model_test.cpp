@@ -76,10 +76,13 @@ TEST_CASE("model metadata: values are read with defaults and bad values throw an
   for (const char* bad : {R"("classes": 3)", R"("grid": 66)", R"("threshold": 1.5)", R"("top_k": "x")",
                           R"("vessel_lo_hu": 600)", R"("clot_lo_hu": 130)"}) {
     ModelSpec s = spec;
-    CHECK_THROWS_AS(aihub::pe::ParseModelMetadata(std::string(R"({"channels": 4, )") + bad + "}", s),
-                    std::invalid_argument);
+    // Good values beside the bad one (voxel_threshold 0.7, volume_floor 0.3) must not stick when the parse fails.
+    const std::string json = std::string(R"({"channels": 4, "voxel_threshold": 0.7, "volume_floor": 0.3, )") + bad + "}";
+    CHECK_THROWS_AS(aihub::pe::ParseModelMetadata(json, s), std::invalid_argument);
     CHECK(s.grid == 64);
     CHECK(s.threshold == doctest::Approx(0.42));
+    CHECK(s.voxel_threshold == doctest::Approx(0.5));
+    CHECK(s.volume_floor == doctest::Approx(0.2));
   }
   // A model trained for other preprocessing is refused, naming the mismatch (models before pe-ref-2026.11.3 did
   // not state their channel count and took two).
