@@ -77,7 +77,8 @@ TEST_CASE("model metadata: values are read with defaults and bad values throw an
                           R"("vessel_lo_hu": 600)", R"("clot_lo_hu": 130)"}) {
     ModelSpec s = spec;
     // Good values beside the bad one (voxel_threshold 0.7, volume_floor 0.3) must not stick when the parse fails.
-    const std::string json = std::string(R"({"channels": 4, "voxel_threshold": 0.7, "volume_floor": 0.3, )") + bad + "}";
+    const std::string json =
+        std::string(R"({"channels": 4, "voxel_threshold": 0.7, "volume_floor": 0.3, )") + bad + "}";
     CHECK_THROWS_AS(aihub::pe::ParseModelMetadata(json, s), std::invalid_argument);
     CHECK(s.grid == 64);
     CHECK(s.threshold == doctest::Approx(0.42));
